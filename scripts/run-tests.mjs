@@ -23,6 +23,6 @@ if (files.length === 0) {
   console.error('run-tests: no test files matched');
   process.exit(1);
 }
-const args = ['--test', '--test-concurrency=1', '--test-timeout=120000', ...files];
+const args = ['--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=120000', ...files];
 const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -1,0 +1,279 @@
+/**
+ * Merge options over the environment into one frozen, pre-parsed {@link EgressConfig}. The only place
+ * where defaults live.
+ * @module
+ */
+import { inspect } from 'node:util';
+import { ProxyConfigError } from '../errors.js';
+import { readProxyEnv, type EnvRecord, type RawEnvValue } from './env.js';
+import { parseProxyUrl, type ProxyEndpoint } from './proxy-url.js';
+import { compileNoProxy, type NoProxyMatcher } from './no-proxy.js';
+import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../policy/connection-types.js';
+
+/** PEM text or DER/PEM bytes of one or more CA certificates. */
+export type CaInput = string | Buffer | readonly (string | Buffer)[];
+
+/** Where warnings go. `console` fits. */
+export interface EgressLogger {
+  warn(message: string): void;
+}
+
+/** Per-type settings of the `connectionTypes` option. */
+export interface ConnectionTypeOptions {
+  /** Route override. Required when registering a new type; not allowed to make an always-direct type proxied. */
+  readonly route?: Route | undefined;
+  /** Check direct connections of this type against the IP blocklist. **Default:** per SPEC §4 (true for user-steered types). */
+  readonly ipBlocklist?: boolean | undefined;
+}
+
+/** Options of {@link compileEgressConfig} and `createEgress`. Every key is optional; `undefined` means "not given". */
+export interface EgressOptions {
+  /** The environment to read proxy variables from. **Default:** `process.env`, read once. */
+  readonly env?: EnvRecord | undefined;
+  /** Proxy for `http://` URLs. Wins over `http_proxy`; `null` or `""` disables it. */
+  readonly httpProxy?: string | null | undefined;
+  /** Proxy for `https://` URLs. Wins over `https_proxy`; `null` or `""` disables it. */
+  readonly httpsProxy?: string | null | undefined;
+  /** Hosts that go direct. Wins over `no_proxy`; `null` or `""` means none. */
+  readonly noProxy?: string | null | undefined;
+  /** Route overrides for built-in types and registration of new types. */
+  readonly connectionTypes?: Readonly<Record<string, ConnectionTypeOptions>> | undefined;
+  /** Extra CA certificates trusted for origins (added to the system CAs). */
+  readonly ca?: CaInput | undefined;
+  /** Extra CA certificates trusted for an `https://` proxy (added to the system CAs). */
+  readonly proxyCa?: CaInput | undefined;
+  /** Connect timeout in milliseconds, to the proxy and to direct origins. **Default:** `10000`. */
+  readonly connectTimeout?: number | undefined;
+  /** Receives warnings. **Default:** `console`. */
+  readonly logger?: EgressLogger | undefined;
+  /**
+   * Turns off certificate verification of both the proxy and the origin. For tests against servers
+   * with throwaway certificates only; logs a warning once per egress. **Default:** `false`.
+   */
+  readonly useInsecureSslClientJustForTestingDoNotUse?: boolean | undefined;
+}
+
+/** Where each effective value came from: a variable name, `option <name>`, or `undefined` when unset. */
+export interface ConfigSources {
+  readonly httpProxy: string | undefined;
+  readonly httpsProxy: string | undefined;
+  readonly noProxy: string | undefined;
+}
+
+/** The compiled, frozen configuration. Safe to print: credentials are redacted everywhere. */
+export interface EgressConfig {
+  readonly httpProxy: ProxyEndpoint | undefined;
+  readonly httpsProxy: ProxyEndpoint | undefined;
+  readonly noProxy: NoProxyMatcher;
+  readonly sources: ConfigSources;
+  readonly connectionTypes: ReadonlyMap<string, ConnectionTypePolicy>;
+  readonly ca: readonly (string | Buffer)[] | undefined;
+  readonly proxyCa: readonly (string | Buffer)[] | undefined;
+  readonly connectTimeout: number;
+  readonly logger: EgressLogger;
+  readonly insecureSkipVerify: boolean;
+}
+
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'env',
+  'httpProxy',
+  'httpsProxy',
+  'noProxy',
+  'connectionTypes',
+  'ca',
+  'proxyCa',
+  'connectTimeout',
+  'logger',
+  'useInsecureSslClientJustForTestingDoNotUse',
+]);
+const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
+const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** The default connect timeout, in milliseconds. */
+export const DEFAULT_CONNECT_TIMEOUT = 10_000;
+
+/**
+ * Read the environment once, merge the options over it per key, parse and validate everything, and
+ * return a frozen configuration. Mutating `options` or the env record afterwards changes nothing.
+ * @throws {@link ProxyConfigError} for any invalid value, naming the variable or option path.
+ */
+export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
+  validateOptionShape(options);
+  const raw = readProxyEnv(options.env ?? process.env);
+
+  const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
+  const httpsProxy = resolveProxy(options.httpsProxy, 'httpsProxy', raw.httpsProxy);
+  const noProxyValue = resolveValue(options.noProxy, 'noProxy', raw.noProxy);
+  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy');
+
+  const config: EgressConfig = {
+    httpProxy: httpProxy?.endpoint,
+    httpsProxy: httpsProxy?.endpoint,
+    noProxy,
+    sources: Object.freeze({
+      httpProxy: httpProxy?.source,
+      httpsProxy: httpsProxy?.source,
+      noProxy: noProxyValue !== undefined && noProxyValue.value !== '' ? noProxyValue.source : undefined,
+    }),
+    connectionTypes: compileConnectionTypes(options.connectionTypes),
+    ca: normaliseCa(options.ca, 'ca'),
+    proxyCa: normaliseCa(options.proxyCa, 'proxyCa'),
+    connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
+    logger: options.logger ?? console,
+    insecureSkipVerify: options.useInsecureSslClientJustForTestingDoNotUse ?? false,
+  };
+  Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
+  Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });
+  return Object.freeze(config);
+}
+
+function resolveValue(option: string | null | undefined, name: string, fromEnv: RawEnvValue | undefined): RawEnvValue | undefined {
+  if (option === undefined) return fromEnv;
+  return { value: option ?? '', source: `option ${name}` };
+}
+
+function resolveProxy(
+  option: string | null | undefined,
+  name: string,
+  fromEnv: RawEnvValue | undefined,
+): { endpoint: ProxyEndpoint; source: string } | undefined {
+  const chosen = resolveValue(option, name, fromEnv);
+  if (chosen === undefined || chosen.value === '') return undefined;
+  return { endpoint: parseProxyUrl(chosen.value, chosen.source), source: chosen.source };
+}
+
+function optionError(path: string, problem: string): ProxyConfigError {
+  return new ProxyConfigError(`option ${path}`, problem);
+}
+
+function validateOptionShape(options: EgressOptions): void {
+  if (typeof options !== 'object') throw optionError('(options)', 'options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw optionError(key, 'unknown option');
+  }
+  for (const key of ['httpProxy', 'httpsProxy', 'noProxy'] as const) {
+    const value: unknown = options[key];
+    if (value !== undefined && value !== null && typeof value !== 'string') throw optionError(key, 'must be a string or null');
+  }
+  if (options.env !== undefined && (typeof options.env !== 'object' || options.env === null)) {
+    throw optionError('env', 'must be an object of environment variables');
+  }
+  const timeout: unknown = options.connectTimeout;
+  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout <= 0)) {
+    throw optionError('connectTimeout', 'must be a positive whole number of milliseconds');
+  }
+  const insecure: unknown = options.useInsecureSslClientJustForTestingDoNotUse;
+  if (insecure !== undefined && typeof insecure !== 'boolean') {
+    throw optionError('useInsecureSslClientJustForTestingDoNotUse', 'must be a boolean');
+  }
+  const logger: unknown = options.logger;
+  if (logger !== undefined && (typeof logger !== 'object' || logger === null || typeof (logger as { warn?: unknown }).warn !== 'function')) {
+    throw optionError('logger', 'must be an object with a warn(message) method');
+  }
+}
+
+function normaliseCa(value: CaInput | undefined, name: string): readonly (string | Buffer)[] | undefined {
+  if (value === undefined) return undefined;
+  const list = typeof value === 'string' || Buffer.isBuffer(value) ? [value] : [...(value as readonly (string | Buffer)[])];
+  list.forEach((item: unknown, i) => {
+    if (typeof item !== 'string' && !Buffer.isBuffer(item)) throw optionError(`${name}[${String(i)}]`, 'must be PEM text or a Buffer');
+    if (typeof item === 'string' && !item.includes('-----BEGIN CERTIFICATE-----')) {
+      throw optionError(`${name}[${String(i)}]`, 'is not a PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+    }
+  });
+  return Object.freeze(list);
+}
+
+function compileConnectionTypes(overrides: EgressOptions['connectionTypes']): ReadonlyMap<string, ConnectionTypePolicy> {
+  const policies = builtInPolicies();
+  if (overrides !== undefined) {
+    if (typeof overrides !== 'object' || overrides === null) throw optionError('connectionTypes', 'must be an object');
+    for (const [name, settings] of Object.entries(overrides)) {
+      const path = `connectionTypes.${name}`;
+      if (!TYPE_NAME.test(name)) throw optionError(path, 'a type name is lowercase letters, digits and "_", starting with a letter');
+      if (typeof settings !== 'object' || settings === null) throw optionError(path, 'must be an object');
+      for (const key of Object.keys(settings)) {
+        if (!TYPE_OPTION_KEYS.has(key)) throw optionError(`${path}.${key}`, 'unknown option');
+      }
+      const route: unknown = settings.route;
+      if (route !== undefined && route !== 'proxy' && route !== 'direct') throw optionError(`${path}.route`, 'must be "proxy" or "direct"');
+      const blocklist: unknown = settings.ipBlocklist;
+      if (blocklist !== undefined && typeof blocklist !== 'boolean') throw optionError(`${path}.ipBlocklist`, 'must be a boolean');
+
+      const existing = policies.get(name);
+      if (existing === undefined) {
+        if (route === undefined) throw optionError(`${path}.route`, 'a new connection type needs a route ("proxy" or "direct")');
+        policies.set(name, {
+          name,
+          route,
+          proxySelection: 'by-scheme',
+          ipBlocklist: settings.ipBlocklist ?? route === 'proxy',
+          builtIn: false,
+          alwaysDirect: false,
+        });
+        continue;
+      }
+      if (existing.alwaysDirect && route === 'proxy') {
+        throw optionError(`${path}.route`, `the ${name} type always goes direct and cannot be proxied`);
+      }
+      policies.set(name, {
+        ...existing,
+        route: route ?? existing.route,
+        ipBlocklist: settings.ipBlocklist ?? existing.ipBlocklist,
+      });
+    }
+  }
+  for (const [name, policy] of policies) policies.set(name, Object.freeze(policy));
+  return new ReadonlyPolicyMap(policies);
+}
+
+/** A read-only view of a Map: the frozen config exposes no mutators, not even through a cast. */
+class ReadonlyPolicyMap implements ReadonlyMap<string, ConnectionTypePolicy> {
+  readonly #map: Map<string, ConnectionTypePolicy>;
+  constructor(entries: Iterable<readonly [string, ConnectionTypePolicy]>) {
+    this.#map = new Map(entries);
+    Object.freeze(this);
+  }
+  get size(): number {
+    return this.#map.size;
+  }
+  get(key: string): ConnectionTypePolicy | undefined {
+    return this.#map.get(key);
+  }
+  has(key: string): boolean {
+    return this.#map.has(key);
+  }
+  keys(): MapIterator<string> {
+    return this.#map.keys();
+  }
+  values(): MapIterator<ConnectionTypePolicy> {
+    return this.#map.values();
+  }
+  entries(): MapIterator<[string, ConnectionTypePolicy]> {
+    return this.#map.entries();
+  }
+  forEach(callback: (value: ConnectionTypePolicy, key: string, map: ReadonlyMap<string, ConnectionTypePolicy>) => void): void {
+    for (const [key, value] of this.#map) callback(value, key, this);
+  }
+  [Symbol.iterator](): MapIterator<[string, ConnectionTypePolicy]> {
+    return this.#map.entries();
+  }
+}
+
+/** A JSON-safe, redacted summary of a configuration. */
+export function configToJSON(config: EgressConfig): Record<string, unknown> {
+  return {
+    httpProxy: config.httpProxy?.toJSON() ?? null,
+    httpsProxy: config.httpsProxy?.toJSON() ?? null,
+    noProxy: { source: config.sources.noProxy ?? null, entries: config.noProxy.rules.map((rule) => rule.entry) },
+    connectionTypes: Object.fromEntries([...config.connectionTypes].map(([name, p]) => [name, { route: p.route, ipBlocklist: p.ipBlocklist }])),
+    ca: config.ca === undefined ? 0 : config.ca.length,
+    proxyCa: config.proxyCa === undefined ? 0 : config.proxyCa.length,
+    connectTimeout: config.connectTimeout,
+    insecureSkipVerify: config.insecureSkipVerify,
+  };
+}
+
+function describeConfig(config: EgressConfig): string {
+  return `EgressConfig ${inspect(configToJSON(config), { depth: 4 })}`;
+}

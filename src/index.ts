@@ -1,0 +1,32 @@
+// Public entry of matrix-egress: named re-exports only.
+export { compileEgressConfig, configToJSON, DEFAULT_CONNECT_TIMEOUT } from './config/compile.js';
+export type { CaInput, ConfigSources, ConnectionTypeOptions, EgressConfig, EgressLogger, EgressOptions } from './config/compile.js';
+export { readProxyEnv } from './config/env.js';
+export type { EnvRecord, RawEnvValue, RawProxyEnv } from './config/env.js';
+export { parseProxyUrl, ProxyEndpoint, DEFAULT_PROXY_PORT } from './config/proxy-url.js';
+export { compileNoProxy, NoProxyMatcher } from './config/no-proxy.js';
+export type { NoProxyRule } from './config/no-proxy.js';
+export { targetFromUrl } from './match/target.js';
+export type { Target } from './match/target.js';
+export { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from './policy/connection-types.js';
+export type { BuiltInConnectionType, ConnectionType, ConnectionTypePolicy, ProxySelection, Route } from './policy/connection-types.js';
+export { route } from './policy/route.js';
+export type { RouteDecision, RouteReasonCode } from './policy/route.js';
+export {
+  BlockedDestinationError,
+  EgressClosedError,
+  EgressError,
+  ForbiddenHeaderError,
+  HeaderInjectionError,
+  InvalidUrlError,
+  ProxyAuthenticationError,
+  ProxyConfigError,
+  ProxyConnectError,
+  ProxyTlsError,
+  ProxyUnreachableError,
+  UnknownConnectionTypeError,
+  hasEgressCode,
+  isEgressError,
+} from './errors.js';
+export type { EgressErrorCode, ProxyTlsReason } from './errors.js';
+export { redactUrl } from './redact.js';

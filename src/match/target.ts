@@ -1,0 +1,72 @@
+/**
+ * Canonicalise a request URL once into the form every routing decision compares against.
+ * @module
+ */
+import ipaddr from 'ipaddr.js';
+import { InvalidUrlError } from '../errors.js';
+import { redactUrl } from '../redact.js';
+
+/** A parsed IP address. */
+export type IpAddress = ipaddr.IPv4 | ipaddr.IPv6;
+
+/** The canonical destination of a request. */
+export interface Target {
+  /** `http` or `https`. */
+  readonly scheme: 'http' | 'https';
+  /** Lowercase ASCII host without brackets or trailing dot; an IP literal in canonical form (IPv4-mapped IPv6 as IPv4). */
+  readonly host: string;
+  /** The effective port: the URL's, else 80 or 443. */
+  readonly port: number;
+  /** The parsed address when the host is an IP literal. */
+  readonly ip: IpAddress | undefined;
+}
+
+/** Effective port of a scheme when the URL gives none. */
+export function defaultPort(scheme: 'http' | 'https'): number {
+  return scheme === 'https' ? 443 : 80;
+}
+
+/**
+ * Parse an IP literal, unwrapping IPv4-mapped IPv6 (`::ffff:10.0.0.1` → `10.0.0.1`) so it compares
+ * equal to IPv4 entries. Returns `undefined` for anything that is not a literal address.
+ */
+export function parseIpLiteral(host: string): IpAddress | undefined {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
+  if (!bare.includes(':') || bare.includes('%') || !ipaddr.IPv6.isValid(bare)) return undefined;
+  const v6 = ipaddr.IPv6.parse(bare);
+  return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
+}
+
+/** Canonical text of an address: dotted quad, or RFC 5952 for IPv6. */
+export function ipToString(ip: IpAddress): string {
+  return ip.kind() === 'ipv6' ? (ip as ipaddr.IPv6).toRFC5952String() : ip.toString();
+}
+
+/**
+ * Canonicalise `url` (WHATWG parsing: lowercase, IDNA to punycode, IPv4 shorthand such as
+ * `0x7f.1` expanded, brackets kept for IPv6) and strip what comparisons must ignore.
+ * @throws {@link InvalidUrlError} when the URL does not parse or its scheme is not http/https.
+ */
+export function targetFromUrl(url: string | URL): Target {
+  let parsed: URL;
+  try {
+    parsed = typeof url === 'string' ? new URL(url) : url;
+  } catch (error) {
+    throw new InvalidUrlError(`Invalid URL ${JSON.stringify(redactUrl(String(url)))}`, { cause: error });
+  }
+  const scheme = parsed.protocol === 'https:' ? 'https' : parsed.protocol === 'http:' ? 'http' : undefined;
+  if (scheme === undefined) {
+    throw new InvalidUrlError(`Unsupported URL scheme ${JSON.stringify(parsed.protocol)}: only http: and https: can be routed`);
+  }
+  return targetFromHostPort(scheme, parsed.hostname, parsed.port === '' ? defaultPort(scheme) : Number(parsed.port));
+}
+
+/** Build a target from an already-split host (WHATWG-normalised, brackets allowed) and port. */
+export function targetFromHostPort(scheme: 'http' | 'https', rawHost: string, port: number): Target {
+  const ip = parseIpLiteral(rawHost);
+  if (ip !== undefined) return { scheme, host: ipToString(ip), port, ip };
+  const host = rawHost.toLowerCase().replace(/\.$/, '');
+  if (host.length === 0) throw new InvalidUrlError('The URL has no host');
+  return { scheme, host, port, ip: undefined };
+}

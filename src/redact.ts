@@ -1,0 +1,32 @@
+/**
+ * Redaction of secret-bearing text. Anything that might hold proxy credentials passes through here
+ * before it reaches an error message, a log line or a JSON document.
+ * @module
+ */
+
+const SCHEME_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+
+/**
+ * Replace the userinfo of a URL-like string with `***`, whether or not the string parses.
+ *
+ * Everything between the scheme (or the start) and the last `@` is treated as userinfo, so a password
+ * holding an unencoded `/`, `#` or `@` is still hidden; over-redacting a path is the safe failure.
+ */
+export function redactUrl(value: string): string {
+  const prefix = SCHEME_PREFIX.exec(value)?.[0] ?? '';
+  const rest = value.slice(prefix.length);
+  const at = rest.lastIndexOf('@');
+  if (at === -1) return value;
+  return `${prefix}***@${rest.slice(at + 1)}`;
+}
+
+/** True when the string contains a C0 control character, DEL, or a space (never valid in proxy URLs or header values we build). */
+export function hasControlOrSpace(value: string): boolean {
+  // eslint-disable-next-line no-control-regex -- the point is to find control characters
+  return /[\u0000-\u0020\u007f]/.test(value);
+}
+
+/** True when the string contains CR, LF or NUL: the characters that split or truncate an HTTP head. */
+export function hasHeaderBreak(value: string): boolean {
+  return /[\r\n\0]/.test(value);
+}
