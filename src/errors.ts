@@ -17,6 +17,7 @@ export type EgressErrorCode =
   | 'ERR_EGRESS_PROXY_AUTH'
   | 'ERR_EGRESS_PROXY_TLS'
   | 'ERR_EGRESS_PROXY_UNREACHABLE'
+  | 'ERR_EGRESS_PROXY_PROTOCOL'
   | 'ERR_EGRESS_BLOCKED_DESTINATION'
   | 'ERR_EGRESS_HEADER_INJECTION'
   | 'ERR_EGRESS_FORBIDDEN_HEADER'
@@ -177,6 +178,17 @@ export class ProxyUnreachableError extends EgressError {
     super('ERR_EGRESS_PROXY_UNREACHABLE', `Proxy ${proxy} is unreachable: ${what}`, options);
     this.proxy = proxy;
     this.syscallCode = syscallCode;
+  }
+}
+
+/** The proxy answered CONNECT with something that is not an HTTP/1.x response head. */
+export class ProxyProtocolError extends EgressError {
+  override readonly name = 'ProxyProtocolError';
+  declare readonly code: 'ERR_EGRESS_PROXY_PROTOCOL';
+  readonly proxy: string;
+  constructor(proxy: string, problem: string) {
+    super('ERR_EGRESS_PROXY_PROTOCOL', `Proxy ${proxy} sent an invalid answer to CONNECT: ${problem}`);
+    this.proxy = proxy;
   }
 }
 

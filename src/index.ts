@@ -22,6 +22,7 @@ export {
   ProxyAuthenticationError,
   ProxyConfigError,
   ProxyConnectError,
+  ProxyProtocolError,
   ProxyTlsError,
   ProxyUnreachableError,
   UnknownConnectionTypeError,

@@ -155,7 +155,8 @@ function validateOptionShape(options: EgressOptions): void {
     const value: unknown = options[key];
     if (value !== undefined && value !== null && typeof value !== 'string') throw optionError(key, 'must be a string or null');
   }
-  if (options.env !== undefined && (typeof options.env !== 'object' || options.env === null)) {
+  const env: unknown = options.env;
+  if (env !== undefined && (typeof env !== 'object' || env === null)) {
     throw optionError('env', 'must be an object of environment variables');
   }
   const timeout: unknown = options.connectTimeout;
@@ -187,11 +188,13 @@ function normaliseCa(value: CaInput | undefined, name: string): readonly (string
 function compileConnectionTypes(overrides: EgressOptions['connectionTypes']): ReadonlyMap<string, ConnectionTypePolicy> {
   const policies = builtInPolicies();
   if (overrides !== undefined) {
-    if (typeof overrides !== 'object' || overrides === null) throw optionError('connectionTypes', 'must be an object');
+    const table: unknown = overrides;
+    if (typeof table !== 'object' || table === null) throw optionError('connectionTypes', 'must be an object');
     for (const [name, settings] of Object.entries(overrides)) {
       const path = `connectionTypes.${name}`;
       if (!TYPE_NAME.test(name)) throw optionError(path, 'a type name is lowercase letters, digits and "_", starting with a letter');
-      if (typeof settings !== 'object' || settings === null) throw optionError(path, 'must be an object');
+      const entry: unknown = settings;
+      if (typeof entry !== 'object' || entry === null) throw optionError(path, 'must be an object');
       for (const key of Object.keys(settings)) {
         if (!TYPE_OPTION_KEYS.has(key)) throw optionError(`${path}.${key}`, 'unknown option');
       }

@@ -64,7 +64,7 @@ export class NoProxyMatcher {
           const address = ipaddr.parse(rule.network);
           const family = this.#cidrs[address.kind()];
           let byKey = family.get(rule.prefixLength);
-          if (byKey === undefined) family.set(rule.prefixLength, (byKey = new Map()));
+          if (byKey === undefined) family.set(rule.prefixLength, (byKey = new Map<string, CidrRule>()));
           const key = networkKey(address, rule.prefixLength);
           if (!byKey.has(key)) byKey.set(key, rule);
           break;
@@ -216,7 +216,7 @@ function parseCidr(entry: string, rawAddress: string, rawPrefix: string, fail: (
   if (address === undefined) fail('the CIDR range does not start with a valid IP address');
   if (!/^[0-9]{1,3}$/.test(rawPrefix)) fail('the CIDR prefix length must be a number');
   let prefixLength = Number(rawPrefix);
-  let ip = address as IpAddress;
+  let ip: IpAddress = address;
   const wasMappedV6 = ip.kind() === 'ipv4' && rawAddress.includes(':');
   if (wasMappedV6) {
     // ::ffff:10.0.0.0/104 is the IPv4 range 10.0.0.0/8 written in IPv6 form.

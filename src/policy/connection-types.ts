@@ -27,7 +27,6 @@ export type BuiltInConnectionType = (typeof PROXIED_CONNECTION_TYPES)[number] | 
  * A connection type name: a built-in one, or one registered with the `connectionTypes` option.
  * (`string & {}` keeps editor completion for the built-in names.)
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- the documented idiom for completable string unions
 export type ConnectionType = BuiltInConnectionType | (string & {});
 
 /** A route: through the proxy configured for the URL (unless `no_proxy` matches), or direct. */

@@ -17,7 +17,7 @@ interface ErrorRow {
 }
 
 describe('no_proxy decisions (SPEC §3 vectors)', () => {
-  const { rows } = loadVectors<{ rows: DecisionRow[] }>('no-proxy');
+  const { rows } = loadVectors('no-proxy') as { rows: DecisionRow[] };
   for (const row of rows) {
     it(`no_proxy=${JSON.stringify(row.noProxy)} target=${JSON.stringify(row.url)} → ${row.direct ? 'direct' : 'proxy'}`, () => {
       const rule = compileNoProxy(row.noProxy).match(targetFromUrl(row.url));
@@ -28,7 +28,7 @@ describe('no_proxy decisions (SPEC §3 vectors)', () => {
 });
 
 describe('no_proxy errors fail closed', () => {
-  const { rows } = loadVectors<{ rows: ErrorRow[] }>('no-proxy-errors');
+  const { rows } = loadVectors('no-proxy-errors') as { rows: ErrorRow[] };
   for (const row of rows) {
     it(`no_proxy=${JSON.stringify(row.noProxy)} is refused at entry ${String(row.position)}`, () => {
       assert.throws(

@@ -12,7 +12,7 @@ interface OkRow {
   password?: string;
 }
 
-const vectors = loadVectors<{ ok: OkRow[]; errors: string[] }>('proxy-url');
+const vectors = loadVectors('proxy-url') as { ok: OkRow[]; errors: string[] };
 
 describe('proxy URL parsing (SPEC §2 vectors)', () => {
   for (const row of vectors.ok) {
@@ -62,7 +62,7 @@ describe('ProxyEndpoint never shows credentials', () => {
   const endpoint = parseProxyUrl('http://alice:s3cr%2Ft@proxy.example:3128', 'https_proxy');
   const renderings = {
     toString: String(endpoint),
-    template: `${endpoint.url}`,
+    template: `proxy ${endpoint.url}`,
     json: JSON.stringify(endpoint),
     inspect: inspect(endpoint, { showHidden: true, depth: 5 }),
     keys: JSON.stringify(Object.entries(endpoint)),

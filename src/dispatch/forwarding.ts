@@ -1,0 +1,109 @@
+/**
+ * Plain `http://` origins through the proxy as absolute-form requests (RFC 9112 §3.2.2), not tunnels:
+ * a stock Squid allows CONNECT only to port 443, and forwarding lets the proxy cache and filter.
+ * undici 7's ProxyAgent tunnels plain http by default, and its non-tunnel mode opens a single
+ * connection per origin; here all http origins share one keep-alive pool to the proxy.
+ * @module
+ */
+import { DecoratorHandler, Dispatcher, Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { ProxyAuthenticationError } from '../errors.js';
+import { flatHeaders, hasHeader, headerPairs } from '../internal/headers.js';
+import { openProxySocket, type ProxyConnection } from './tunnel.js';
+
+/**
+ * undici's public DecoratorHandler adapts either handler generation to the new one, but its type
+ * declaration lists no methods; this names the one we override.
+ */
+interface ResponseStartDecorator extends Dispatcher.DispatchHandler {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void;
+}
+const NewStyleDecorator = DecoratorHandler as unknown as new (handler: Dispatcher.DispatchHandler) => ResponseStartDecorator;
+
+/** Turns a 407 from the proxy into {@link ProxyAuthenticationError}: an origin never sends 407 (RFC 9110 §15.5.8). */
+class ProxyAuthGuard extends NewStyleDecorator {
+  readonly #proxy: ProxyConnection;
+  readonly #target: string;
+
+  constructor(handler: Dispatcher.DispatchHandler, proxy: ProxyConnection, target: string) {
+    super(handler);
+    this.#proxy = proxy;
+    this.#target = target;
+  }
+
+  override onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode === 407) {
+      const challenge = headers['proxy-authenticate'];
+      const text = Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '');
+      const realm = /realm="([^"]*)"/i.exec(text)?.[1];
+      const { endpoint } = this.#proxy;
+      controller.abort(new ProxyAuthenticationError(endpoint.url, this.#target, realm, endpoint.hasCredentials));
+      return;
+    }
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
+  }
+}
+
+/** Forwards plain-http requests to the proxy in absolute form, with `Proxy-Authorization` for the proxy. */
+export class ForwardingDispatcher extends Dispatcher {
+  readonly #proxy: ProxyConnection;
+  readonly #pool: Pool;
+
+  constructor(proxy: ProxyConnection) {
+    super();
+    this.#proxy = proxy;
+    this.#pool = new Pool(proxy.endpoint.url, {
+      connect: (_options, callback) => {
+        openProxySocket(proxy).then(
+          (socket) => {
+            callback(null, socket);
+          },
+          (error: unknown) => {
+            callback(error as Error, null);
+          },
+        );
+      },
+    });
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const origin = new URL(String(options.origin));
+    const pairs = headerPairs(options.headers);
+    // The Host header names the origin, not the proxy (RFC 9112 §3.2.2); a caller's own Host wins (federation).
+    if (!hasHeader(pairs, 'host')) pairs.unshift(['host', origin.host]);
+    const authorization = this.#proxy.endpoint.proxyAuthorization();
+    if (authorization !== undefined) pairs.push(['proxy-authorization', authorization]);
+    return this.#pool.dispatch(
+      {
+        ...options,
+        origin: this.#proxy.endpoint.url,
+        // Byte-exact: the caller's path is appended untouched, no decoding or dot-segment removal.
+        path: `${origin.origin}${options.path}`,
+        headers: flatHeaders(pairs),
+      },
+      new ProxyAuthGuard(handler, this.#proxy, origin.host),
+    );
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | undefined {
+    const done = this.#pool.close();
+    if (callback === undefined) return done;
+    void done.then(callback, callback);
+    return undefined;
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(error: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(error: Error | null, callback: () => void): void;
+  override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | undefined {
+    const error = typeof errorOrCallback === 'function' ? null : (errorOrCallback ?? null);
+    const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback;
+    const done = this.#pool.destroy(error);
+    if (cb === undefined) return done;
+    void done.then(cb, cb);
+    return undefined;
+  }
+}

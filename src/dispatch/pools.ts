@@ -1,0 +1,106 @@
+/**
+ * The connection pools of one egress: one direct agent, and per proxy one tunnel agent (https
+ * origins) and one forwarding pool (http origins). Created on first use, shared by every connection
+ * type, released together.
+ * @module
+ */
+import type { Dispatcher } from 'undici';
+import { LeanAgent } from './lean-pool.js';
+import type { EgressConfig } from '../config/compile.js';
+import type { ProxyEndpoint } from '../config/proxy-url.js';
+import { ForwardingDispatcher } from './forwarding.js';
+import { serverNameFor, type TlsSettings } from './tls.js';
+import { openTunnel, type ProxyConnection } from './tunnel.js';
+
+/** The children a routing dispatcher chooses between. */
+export class ConnectionPools {
+  readonly #config: EgressConfig;
+  readonly #tls: TlsSettings;
+  #direct: LeanAgent | undefined;
+  readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
+  readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
+
+  constructor(config: EgressConfig, tls: TlsSettings) {
+    this.#config = config;
+    this.#tls = tls;
+  }
+
+  /** How the proxy is reached: its endpoint, TLS settings and time limit. */
+  proxyConnection(endpoint: ProxyEndpoint): ProxyConnection {
+    return { endpoint, tls: this.#tls.proxy, timeout: this.#config.connectTimeout };
+  }
+
+  /** The agent for direct connections, with origin TLS verified against system CAs plus `ca`. */
+  direct(): Dispatcher {
+    this.#direct ??= new LeanAgent({
+      connect: {
+        timeout: this.#config.connectTimeout,
+        rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
+        ...(this.#tls.origin.ca !== undefined && { ca: [...this.#tls.origin.ca] }),
+      },
+    });
+    return this.#direct;
+  }
+
+  /** The agent whose every connection is a CONNECT tunnel through `endpoint`, pooled per origin. */
+  tunnel(endpoint: ProxyEndpoint): Dispatcher {
+    const key = this.#canonical(endpoint);
+    let agent = this.#tunnels.get(key);
+    if (agent === undefined) {
+      const proxy = this.proxyConnection(key);
+      const originTls = this.#tls.origin;
+      agent = new LeanAgent({
+        connect: (options, callback) => {
+          const secure = options.protocol === 'https:';
+          const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
+          const servername = options.servername ?? serverNameFor(options.hostname);
+          openTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls).then(
+            (socket) => {
+              callback(null, socket);
+            },
+            (error: unknown) => {
+              callback(error as Error, null);
+            },
+          );
+        },
+      });
+      this.#tunnels.set(key, agent);
+    }
+    return agent;
+  }
+
+  /** The pool that forwards plain-http requests to `endpoint` in absolute form. */
+  forwarder(endpoint: ProxyEndpoint): Dispatcher {
+    const key = this.#canonical(endpoint);
+    let forwarder = this.#forwarders.get(key);
+    if (forwarder === undefined) {
+      forwarder = new ForwardingDispatcher(this.proxyConnection(key));
+      this.#forwarders.set(key, forwarder);
+    }
+    return forwarder;
+  }
+
+  /** `http_proxy` and `https_proxy` naming the same proxy share one set of pools. */
+  #canonical(endpoint: ProxyEndpoint): ProxyEndpoint {
+    const { httpProxy, httpsProxy } = this.#config;
+    if (httpProxy !== undefined && httpsProxy !== undefined && endpoint.equals(httpProxy) && endpoint.equals(httpsProxy)) {
+      return httpsProxy;
+    }
+    return endpoint;
+  }
+
+  /** Every pool created so far. */
+  #all(): Dispatcher[] {
+    return [...(this.#direct ? [this.#direct] : []), ...this.#tunnels.values(), ...this.#forwarders.values()];
+  }
+
+  /** Close every pool gracefully: running requests finish, idle connections close. */
+  async close(): Promise<void> {
+    await Promise.all(this.#all().map((pool) => pool.close()));
+  }
+
+  /** Destroy every pool: running requests fail, sockets close now. */
+  async destroy(error: Error | null): Promise<void> {
+    await Promise.all(this.#all().map((pool) => pool.destroy(error)));
+  }
+}

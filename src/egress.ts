@@ -1,0 +1,153 @@
+/**
+ * `createEgress`: the factory a homeserver builds once at start-up. It hands each connection type a
+ * dispatcher, a `fetch` and `http.Agent`s that route per request as the policy and `no_proxy` say.
+ * @module
+ */
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
+import { fetch as undiciFetch, type Dispatcher, type RequestInfo, type RequestInit, type Response } from 'undici';
+import { compileEgressConfig, type EgressConfig, type EgressOptions } from './config/compile.js';
+import { EgressClosedError } from './errors.js';
+import { targetFromUrl } from './match/target.js';
+import type { ConnectionType, ConnectionTypePolicy } from './policy/connection-types.js';
+import { decideRoute, policyOf, route, type RouteDecision } from './policy/route.js';
+import { ConnectionPools } from './dispatch/pools.js';
+import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispatcher.js';
+import { tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
+import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
+import { HttpAgents } from './agents/http-agents.js';
+
+/** `fetch` options: undici's, less `dispatcher` (the connection type chooses it), plus `connectTo`. */
+export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
+  /**
+   * Connect to this host and port instead of the URL's, while TLS, SNI and `Host` still use the URL's
+   * host: Matrix federation after `.well-known` delegation or SRV resolution. Only requests to the
+   * URL's own origin are redirected; `no_proxy` is matched against this target host.
+   */
+  readonly connectTo?: ConnectTarget | undefined;
+}
+
+/** The routing layer of one homeserver process. Build it once with {@link createEgress}. */
+export interface Egress {
+  /** The compiled configuration (credentials redacted when printed). */
+  readonly config: EgressConfig;
+  /** An undici Dispatcher for `type`: pass it to undici's `request`, `stream` or `fetch`. Shared, never built per request. */
+  dispatcher(type: ConnectionType): Dispatcher;
+  /** undici's `fetch` (never Node's global one) with the dispatcher of `type`. Redirect hops are routed one by one. */
+  fetch(type: ConnectionType, input: RequestInfo, init?: EgressRequestInit): Promise<Response>;
+  /** A keep-alive `http.Agent` for `http://` URLs of `type` (node:http, axios, got). */
+  agent(type: ConnectionType): HttpAgent;
+  /** A keep-alive `https.Agent` for `https://` URLs of `type`. */
+  httpsAgent(type: ConnectionType): HttpsAgent;
+  /** The route a request of `type` to `url` would take, and why. */
+  route(type: ConnectionType, url: string | URL): RouteDecision;
+  /** Stop taking requests, let running ones finish, and close every pooled connection. Idempotent. */
+  close(): Promise<void>;
+  /** Abort running requests and close every connection now. Idempotent. */
+  destroy(error?: Error): Promise<void>;
+}
+
+/** Most origins a routing policy remembers decisions for before it starts over. */
+const MAX_CACHED_ORIGINS = 4096;
+
+class EgressImpl implements Egress, ChildSelector {
+  readonly config: EgressConfig;
+  readonly #tls: TlsSettings;
+  readonly #pools: ConnectionPools;
+  readonly #agents: HttpAgents;
+  readonly #dispatchers = new Map<string, RoutingDispatcher>();
+  readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, Dispatcher>>();
+  #ending: Promise<void> | undefined;
+
+  constructor(config: EgressConfig) {
+    this.config = config;
+    this.#tls = tlsSettingsFor(config);
+    this.#pools = new ConnectionPools(config, this.#tls);
+    this.#agents = new HttpAgents(config, this.#tls, this.#pools);
+  }
+
+  get closed(): boolean {
+    return this.#ending !== undefined;
+  }
+
+  childFor(policy: ConnectionTypePolicy, origin: string | URL | undefined): Dispatcher {
+    const key = String(origin);
+    let byOrigin = this.#decisions.get(policy);
+    const cached = byOrigin?.get(key);
+    if (cached !== undefined) return cached;
+    const target = targetFromUrl(key);
+    const decision = decideRoute(this.config, policy.name, target);
+    const child =
+      decision.proxy === null
+        ? this.#pools.direct()
+        : target.scheme === 'https'
+          ? this.#pools.tunnel(decision.proxy)
+          : this.#pools.forwarder(decision.proxy);
+    if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, Dispatcher>()));
+    if (byOrigin.size >= MAX_CACHED_ORIGINS) byOrigin.clear();
+    byOrigin.set(key, child);
+    return child;
+  }
+
+  dispatcher(type: ConnectionType): Dispatcher {
+    if (this.closed) throw new EgressClosedError();
+    const policy = policyOf(this.config, type);
+    // Types whose routing is identical share one dispatcher.
+    const profile = `${policy.route}|${policy.proxySelection}|${String(policy.alwaysDirect)}|${String(policy.ipBlocklist)}`;
+    let dispatcher = this.#dispatchers.get(profile);
+    if (dispatcher === undefined) {
+      dispatcher = new RoutingDispatcher(policy, this);
+      this.#dispatchers.set(profile, dispatcher);
+    }
+    return dispatcher;
+  }
+
+  fetch(type: ConnectionType, input: RequestInfo, init?: EgressRequestInit): Promise<Response> {
+    try {
+      const base = this.dispatcher(type);
+      if (init !== undefined && 'dispatcher' in init) {
+        throw new TypeError('egress.fetch chooses the dispatcher from the connection type; init.dispatcher is not allowed');
+      }
+      const { connectTo, ...rest } = init ?? {};
+      const url = typeof input === 'string' || input instanceof URL ? String(input) : input.url;
+      const dispatcher = connectTo === undefined ? base : new ConnectToDispatcher(base, url, connectTo);
+      return undiciFetch(input, { ...rest, dispatcher });
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  agent(type: ConnectionType): HttpAgent {
+    if (this.closed) throw new EgressClosedError();
+    return this.#agents.http(policyOf(this.config, type));
+  }
+
+  httpsAgent(type: ConnectionType): HttpsAgent {
+    if (this.closed) throw new EgressClosedError();
+    return this.#agents.https(policyOf(this.config, type));
+  }
+
+  route(type: ConnectionType, url: string | URL): RouteDecision {
+    return route(this.config, type, url);
+  }
+
+  close(): Promise<void> {
+    this.#ending ??= Promise.all([this.#pools.close(), this.#agents.close()]).then(() => undefined);
+    return this.#ending;
+  }
+
+  destroy(error?: Error): Promise<void> {
+    const destroying = Promise.all([this.#pools.destroy(error ?? null), this.#agents.close()]).then(() => undefined);
+    this.#ending ??= destroying;
+    return destroying;
+  }
+}
+
+/**
+ * Build the egress of a process from the environment and options: read `http_proxy`, `https_proxy`
+ * and `no_proxy` once, validate everything, and prepare shared pools (opened lazily).
+ * @throws {@link ProxyConfigError} for any invalid variable or option: misconfiguration fails closed.
+ */
+export function createEgress(options: EgressOptions = {}): Egress {
+  return new EgressImpl(compileEgressConfig(options));
+}
