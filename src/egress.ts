@@ -21,8 +21,9 @@ import { HttpAgents } from './agents/http-agents.js';
 export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
   /**
    * Connect to this host and port instead of the URL's, while TLS, SNI and `Host` still use the URL's
-   * host: Matrix federation after `.well-known` delegation or SRV resolution. Only requests to the
-   * URL's own origin are redirected; `no_proxy` is matched against this target host.
+   * host: Matrix federation after an SRV lookup, where the server is reached at the SRV target but
+   * presents a certificate for the server name. Only requests to the URL's own origin are
+   * redirected; `no_proxy` is matched against this target host.
    */
   readonly connectTo?: ConnectTarget | undefined;
 }

@@ -94,6 +94,7 @@ export class UnknownConnectionTypeError extends EgressError {
 /** The proxy answered CONNECT (or a forwarded request) with a non-2xx status. */
 export class ProxyConnectError extends EgressError {
   override readonly name: string = 'ProxyConnectError';
+  declare readonly code: 'ERR_EGRESS_PROXY_CONNECT' | 'ERR_EGRESS_PROXY_AUTH';
   /** HTTP status the proxy answered with. */
   readonly statusCode: number;
   /** The proxy, redacted (`http://host:port`). */
@@ -237,7 +238,23 @@ export function isEgressError(value: unknown): value is EgressError {
   return value instanceof EgressError;
 }
 
-/** Type guard for one error code, narrowing to its class. */
-export function hasEgressCode<C extends EgressErrorCode>(value: unknown, code: C): value is EgressError & { code: C } {
+/** The error class behind each code, for {@link hasEgressCode}. */
+export interface EgressErrorByCode {
+  ERR_EGRESS_PROXY_CONFIG: ProxyConfigError;
+  ERR_EGRESS_INVALID_URL: InvalidUrlError;
+  ERR_EGRESS_UNKNOWN_CONNECTION_TYPE: UnknownConnectionTypeError;
+  ERR_EGRESS_PROXY_CONNECT: ProxyConnectError & { code: 'ERR_EGRESS_PROXY_CONNECT' };
+  ERR_EGRESS_PROXY_AUTH: ProxyAuthenticationError;
+  ERR_EGRESS_PROXY_TLS: ProxyTlsError;
+  ERR_EGRESS_PROXY_UNREACHABLE: ProxyUnreachableError;
+  ERR_EGRESS_PROXY_PROTOCOL: ProxyProtocolError;
+  ERR_EGRESS_BLOCKED_DESTINATION: BlockedDestinationError;
+  ERR_EGRESS_HEADER_INJECTION: HeaderInjectionError;
+  ERR_EGRESS_FORBIDDEN_HEADER: ForbiddenHeaderError;
+  ERR_EGRESS_CLOSED: EgressClosedError;
+}
+
+/** Type guard for one error code, narrowing to its class (e.g. `reason` on `ERR_EGRESS_PROXY_TLS`). */
+export function hasEgressCode<C extends EgressErrorCode>(value: unknown, code: C): value is EgressErrorByCode[C] {
   return isEgressError(value) && value.code === code;
 }

@@ -1,4 +1,7 @@
 // Public entry of matrix-egress: named re-exports only.
+export { createEgress } from './egress.js';
+export type { Egress, EgressRequestInit } from './egress.js';
+export type { ConnectTarget } from './fetch/connect-to.js';
 export { compileEgressConfig, configToJSON, DEFAULT_CONNECT_TIMEOUT } from './config/compile.js';
 export type { CaInput, ConfigSources, ConnectionTypeOptions, EgressConfig, EgressLogger, EgressOptions } from './config/compile.js';
 export { readProxyEnv } from './config/env.js';
@@ -29,5 +32,5 @@ export {
   hasEgressCode,
   isEgressError,
 } from './errors.js';
-export type { EgressErrorCode, ProxyTlsReason } from './errors.js';
+export type { EgressErrorByCode, EgressErrorCode, ProxyTlsReason } from './errors.js';
 export { redactUrl } from './redact.js';

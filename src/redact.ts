@@ -9,11 +9,20 @@ const SCHEME_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 /**
  * Replace the userinfo of a URL-like string with `***`, whether or not the string parses.
  *
- * Everything between the scheme (or the start) and the last `@` is treated as userinfo, so a password
- * holding an unencoded `/`, `#` or `@` is still hidden; over-redacting a path is the safe failure.
+ * A URL with a scheme that parses keeps everything but its credentials, so an `@` in a path or query
+ * (a Matrix user ID) stays readable. Anything else is redacted from the scheme (or the start) to the
+ * last `@`, so a password holding an unencoded `/`, `#` or `@` is still hidden; over-redacting is
+ * the safe failure.
  */
 export function redactUrl(value: string): string {
   const prefix = SCHEME_PREFIX.exec(value)?.[0] ?? '';
+  if (prefix !== '' && URL.canParse(value)) {
+    const url = new URL(value);
+    if (url.username === '' && url.password === '' && !value.slice(prefix.length).split(/[/?#]/, 1)[0]?.includes('@')) return value;
+    if (url.username !== '' || url.password !== '') {
+      return `${url.protocol}//***@${url.host}${url.pathname}${url.search}${url.hash}`;
+    }
+  }
   const rest = value.slice(prefix.length);
   const at = rest.lastIndexOf('@');
   if (at === -1) return value;

@@ -195,7 +195,8 @@ function parseEntry(entry: string, index: number, source: string): NoProxyRule {
   const hostPart = colon === -1 ? entry : entry.slice(0, colon);
   const port = colon === -1 ? undefined : parsePort(entry.slice(colon + 1), fail);
 
-  const ip = parseIpLiteral(hostPart);
+  // One trailing dot is ignored (SPEC §3), for address entries too: `10.0.0.1.` is `10.0.0.1`.
+  const ip = parseIpLiteral(hostPart.endsWith('.') ? hostPart.slice(0, -1) : hostPart);
   if (ip !== undefined) return ipRule(entry, ip, port);
   return domainRule(entry, hostPart, port, fail);
 }

@@ -11,6 +11,7 @@ import type { ProxyEndpoint } from '../config/proxy-url.js';
 import { ForwardingDispatcher } from './forwarding.js';
 import { serverNameFor, type TlsSettings } from './tls.js';
 import { openTunnel, type ProxyConnection } from './tunnel.js';
+import { TlsSessionCache } from './session-cache.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -19,6 +20,7 @@ export class ConnectionPools {
   #direct: LeanAgent | undefined;
   readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
   readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
+  readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
 
   constructor(config: EgressConfig, tls: TlsSettings) {
     this.#config = config;
@@ -27,7 +29,10 @@ export class ConnectionPools {
 
   /** How the proxy is reached: its endpoint, TLS settings and time limit. */
   proxyConnection(endpoint: ProxyEndpoint): ProxyConnection {
-    return { endpoint, tls: this.#tls.proxy, timeout: this.#config.connectTimeout };
+    const key = this.#canonical(endpoint);
+    let sessions = this.#proxySessions.get(key);
+    if (sessions === undefined) this.#proxySessions.set(key, (sessions = new TlsSessionCache()));
+    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
   }
 
   /** The agent for direct connections, with origin TLS verified against system CAs plus `ca`. */
@@ -36,7 +41,7 @@ export class ConnectionPools {
       connect: {
         timeout: this.#config.connectTimeout,
         rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
-        ...(this.#tls.origin.ca !== undefined && { ca: [...this.#tls.origin.ca] }),
+        ...(this.#tls.origin.secureContext !== undefined && { secureContext: this.#tls.origin.secureContext }),
       },
     });
     return this.#direct;
@@ -49,12 +54,13 @@ export class ConnectionPools {
     if (agent === undefined) {
       const proxy = this.proxyConnection(key);
       const originTls = this.#tls.origin;
+      const originSessions = new TlsSessionCache();
       agent = new LeanAgent({
         connect: (options, callback) => {
           const secure = options.protocol === 'https:';
           const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
           const servername = options.servername ?? serverNameFor(options.hostname);
-          openTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls).then(
+          openTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls, undefined, originSessions).then(
             (socket) => {
               callback(null, socket);
             },

@@ -5,13 +5,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { EgressConfig } from '../config/compile.js';
 import { ProxyTlsError, type ProxyTlsReason } from '../errors.js';
 
 /** TLS options for one hop. `ca` is `undefined` when Node's default store (system + NODE_EXTRA_CA_CERTS) applies. */
 export interface HopTls {
   readonly ca: readonly (string | Buffer)[] | undefined;
+  /**
+   * A context built once from `ca`: passing `ca` to every `tls.connect` would parse the whole
+   * root store again for each connection (milliseconds each).
+   */
+  readonly secureContext: SecureContext | undefined;
   readonly rejectUnauthorized: boolean;
 }
 
@@ -38,10 +43,11 @@ export function tlsSettingsFor(config: EgressConfig, env: Readonly<Record<string
   const extraFromEnv = readExtraCaFile(env.NODE_EXTRA_CA_CERTS);
   const withSystem = (extra: readonly (string | Buffer)[] | undefined): readonly (string | Buffer)[] | undefined =>
     extra === undefined ? undefined : Object.freeze([...rootCertificates, ...extraFromEnv, ...extra]);
-  return Object.freeze({
-    proxy: Object.freeze({ ca: withSystem(config.proxyCa), rejectUnauthorized }),
-    origin: Object.freeze({ ca: withSystem(config.ca), rejectUnauthorized }),
-  });
+  const hop = (extra: readonly (string | Buffer)[] | undefined): HopTls => {
+    const ca = withSystem(extra);
+    return Object.freeze({ ca, secureContext: ca === undefined ? undefined : createSecureContext({ ca: [...ca] }), rejectUnauthorized });
+  };
+  return Object.freeze({ proxy: hop(config.proxyCa), origin: hop(config.ca) });
 }
 
 function readExtraCaFile(path: string | undefined): string[] {

@@ -23,6 +23,7 @@ import {
 } from '../errors.js';
 import { hasHeaderBreak } from '../redact.js';
 import { proxyTlsErrorFrom, serverNameFor, type HopTls } from './tls.js';
+import type { TlsSessionCache } from './session-cache.js';
 
 /** Longest CONNECT response head we read before calling the answer invalid. */
 const MAX_CONNECT_RESPONSE_HEAD = 16 * 1024;
@@ -33,6 +34,8 @@ export interface ProxyConnection {
   readonly tls: HopTls;
   /** Milliseconds for the whole exchange with the proxy: TCP, TLS and the CONNECT answer. */
   readonly timeout: number;
+  /** TLS sessions of an `https://` proxy, for resumption. */
+  readonly sessions?: TlsSessionCache | undefined;
 }
 
 /** The host and port a tunnel leads to. */
@@ -94,15 +97,22 @@ export function openProxySocket(proxy: ProxyConnection, signal?: AbortSignal): P
     };
     if (endpoint.protocol === 'https:') {
       const servername = serverNameFor(endpoint.hostname);
-      socket = tlsConnect({
+      const sessionKey = endpoint.authority;
+      const session = proxy.sessions?.get(sessionKey);
+      const secure = tlsConnect({
         host: endpoint.hostname,
         port: endpoint.port,
         ...(servername !== undefined && { servername }),
-        ...(proxy.tls.ca !== undefined && { ca: [...proxy.tls.ca] }),
+        ...(proxy.tls.secureContext !== undefined && { secureContext: proxy.tls.secureContext }),
         rejectUnauthorized: proxy.tls.rejectUnauthorized,
         ALPNProtocols: ['http/1.1'],
+        ...(session !== undefined && { session }),
       });
-      socket.once('secureConnect', onReady);
+      secure.on('session', (ticket: Buffer) => {
+        proxy.sessions?.set(sessionKey, ticket);
+      });
+      secure.once('secureConnect', onReady);
+      socket = secure;
     } else {
       socket = netConnect({ host: endpoint.hostname, port: endpoint.port });
       socket.once('connect', onReady);
@@ -214,16 +224,32 @@ function parseConnectAnswer(head: string, rest: Buffer): ConnectAnswer | undefin
 
 /**
  * Start TLS to the origin inside an established tunnel, verifying the origin certificate against
- * `servername` (the origin host, or the Matrix server name for federation).
+ * `servername` (the origin host, or the Matrix server name for federation), else against `host`.
  */
-export function startOriginTls(tunnel: Socket, servername: string | undefined, tls: HopTls, timeout: number): Promise<TLSSocket> {
+export function startOriginTls(
+  tunnel: Socket,
+  servername: string | undefined,
+  tls: HopTls,
+  timeout: number,
+  host?: string,
+  sessions?: TlsSessionCache,
+): Promise<TLSSocket> {
+  const sessionKey = `${servername ?? host ?? ''}`;
+  const session = sessions?.get(sessionKey);
   return new Promise<TLSSocket>((resolve, reject) => {
     const secure = tlsConnect({
       socket: tunnel,
+      // Without a servername (IP-literal origins) Node checks the certificate against `host`, else
+      // against the tunnel socket's own host: the proxy's name, or "localhost" for an IP-literal proxy.
+      ...(host !== undefined && { host }),
       ...(servername !== undefined && { servername }),
-      ...(tls.ca !== undefined && { ca: [...tls.ca] }),
+      ...(tls.secureContext !== undefined && { secureContext: tls.secureContext }),
       rejectUnauthorized: tls.rejectUnauthorized,
       ALPNProtocols: ['http/1.1'],
+      ...(session !== undefined && { session }),
+    });
+    secure.on('session', (ticket: Buffer) => {
+      sessions?.set(sessionKey, ticket);
     });
     const timer = setTimeout(() => {
       secure.destroy();
@@ -237,6 +263,7 @@ export function startOriginTls(tunnel: Socket, servername: string | undefined, t
     });
     const onError = (error: Error): void => {
       clearTimeout(timer);
+      sessions?.delete(sessionKey);
       secure.destroy();
       tunnel.destroy();
       reject(error);
@@ -251,9 +278,10 @@ export async function openTunnel(
   target: TunnelTarget & { readonly secure: boolean; readonly servername: string | undefined },
   originTls: HopTls,
   signal?: AbortSignal,
+  originSessions?: TlsSessionCache,
 ): Promise<Socket> {
   const socket = await openProxySocket(proxy, signal);
   const tunnel = await sendConnect(socket, proxy, target, signal);
   if (!target.secure) return tunnel;
-  return startOriginTls(tunnel, target.servername, originTls, proxy.timeout);
+  return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, target.hostname, originSessions);
 }

@@ -16,6 +16,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 
 import {
   createCallRecorder,
@@ -132,7 +133,8 @@ export interface RecordingProxyOptions {
  * - `'tunnelled'`: CONNECT answered 200 and the tunnel was opened.
  * - `'forwarded'`: an absolute-form request was relayed to the origin.
  * - `'rejected'`: the proxy refused it (400 bad target, 403 `allowTarget`, 407 auth).
- * - `'failed'`: the target could not be reached or broke off (502, or a cut stream).
+ * - `'failed'`: the target could not be reached or broke off (502, or a cut
+ *   stream), or the client left before it was answered.
  * - `'injected'`: failure injection answered it (status, hang, garbage, reset).
  */
 export type ProxyCallOutcome = 'pending' | 'tunnelled' | 'forwarded' | 'rejected' | 'failed' | 'injected';
@@ -155,6 +157,11 @@ export interface ProxyCall {
   readonly path: string | undefined;
   /** HTTP version of the request line, e.g. `'1.1'`. */
   readonly httpVersion: string;
+  /**
+   * TLS server name (SNI) the client sent to a TLS proxy; `undefined` for a
+   * plain proxy or when none was sent (RFC 6066 §3 forbids IP literals in SNI).
+   */
+  readonly servername: string | undefined;
   /** Received headers with lowercase names, as Node folds them (duplicates joined, some dropped). */
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
   /** Received header lines, names in their original case: `[name, value, name, value, …]`. */
@@ -226,7 +233,8 @@ export interface RecordingProxy {
    * in force: for `'refuse'` when the listener is closed, and when leaving
    * `'refuse'` when the listener is bound again on the same port.
    *
-   * @throws TypeError for an invalid injection (synchronously, via rejection).
+   * @throws TypeError (as a rejection) for an invalid injection; the listen
+   * error (e.g. `EADDRINUSE`) if the port was taken while refusing.
    */
   setFailure(fail: FailureInjection | undefined): Promise<void>;
   /**
@@ -383,8 +391,10 @@ function checkFailure(option: string, fail: unknown): FailureInjection | undefin
   return fail;
 }
 
-function failureState(spec: FailureInjection | undefined): FailureState {
-  const connect = spec?.connect;
+function failureState(given: FailureInjection | undefined): FailureState {
+  // A frozen copy, so that mutating the caller's object later changes nothing.
+  const connect = typeof given?.connect === 'object' ? Object.freeze({ ...given.connect }) : given?.connect;
+  const spec = given === undefined ? undefined : Object.freeze({ ...given, ...(connect === undefined ? {} : { connect }) });
   return {
     spec,
     connect,
@@ -592,7 +602,8 @@ class RecordingProxyServer implements RecordingProxy {
     this.#port = options.port ?? 0;
     this.protocol = tls === undefined ? 'http:' : 'https:';
     this.ca = tls?.ca;
-    this.#auth = options.auth;
+    // The validated copy: mutating the caller's credentials object later changes nothing.
+    this.#auth = options.auth === undefined ? undefined : checkAuth(options.auth);
     this.#realm = options.realm === undefined ? DEFAULT_REALM : options.realm;
     this.#allowTarget = options.allowTarget;
     const recorder = createCallRecorder<ProxyCall>();
@@ -707,6 +718,8 @@ class RecordingProxyServer implements RecordingProxy {
         resolve();
       });
     });
+    // Accept errors (EMFILE and the like) must not crash the test process.
+    listener.on('error', () => undefined);
     const address = listener.address();
     if (address !== null && typeof address === 'object') {
       this.#port = address.port;
@@ -768,6 +781,7 @@ class RecordingProxyServer implements RecordingProxy {
   }
 
   #open(req: http.IncomingMessage, socket: Duplex): Mutable<ProxyCall> {
+    const servername: unknown = (socket as Partial<TLSSocket>).servername;
     const call: Mutable<ProxyCall> = {
       id: this.#nextCallId++,
       connectionId: this.#connectionId(socket),
@@ -777,6 +791,7 @@ class RecordingProxyServer implements RecordingProxy {
       port: 0,
       path: undefined,
       httpVersion: req.httpVersion,
+      servername: typeof servername === 'string' ? servername : undefined,
       headers: plainHeaders(req.headers),
       rawHeaders: Object.freeze([...req.rawHeaders]),
       authorization: undefined,
@@ -926,6 +941,9 @@ class RecordingProxyServer implements RecordingProxy {
     });
     socket.once('close', () => {
       upstream.destroy();
+      if (!established) {
+        call.outcome = 'failed';
+      }
     });
     upstream.once('connect', () => {
       established = true;
@@ -1061,7 +1079,8 @@ class RecordingProxyServer implements RecordingProxy {
     upstreamRequest.on('error', (error) => {
       call.errorCode ??= errorCode(error);
       call.outcome = 'failed';
-      if (res.headersSent) {
+      // The client may already be gone (its close destroys this request); never write to a dead response.
+      if (res.headersSent || res.destroyed) {
         res.destroy();
       } else {
         call.statusCode = 502;

@@ -231,6 +231,8 @@ class TestOriginServer implements TestOrigin {
         resolve();
       });
     });
+    // Accept errors (EMFILE and the like) must not crash the test process.
+    server.on('error', () => undefined);
     const address = server.address();
     if (address !== null && typeof address === 'object') {
       this.#port = address.port;

@@ -120,6 +120,19 @@ function viaHttp(proxy: RecordingProxy, path: string, { headers = {}, agent }: V
   });
 }
 
+/** A loopback port that nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+  return port;
+}
+
 function tcpHandles(): number {
   return process.getActiveResourcesInfo().filter((name) => name.startsWith('TCP')).length;
 }
@@ -287,11 +300,7 @@ describe('createRecordingProxy: CONNECT tunnels', () => {
       assert.equal(proxy.lastCall()?.outcome, 'rejected');
       assert.equal(proxy.lastCall()?.host, '');
 
-      const closed = net.createServer();
-      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-      const closedPort = (closed.address() as net.AddressInfo).port;
-      await new Promise<void>((resolve) => closed.close(() => resolve()));
-      const refused = await rawExchange(proxy.port, `CONNECT 127.0.0.1:${closedPort} HTTP/1.1\r\n\r\n`);
+      const refused = await rawExchange(proxy.port, `CONNECT 127.0.0.1:${await closedPort()} HTTP/1.1\r\n\r\n`);
       assert.match(refused.data.toString(), /^HTTP\/1\.1 502 /);
       assert.equal(proxy.lastCall()?.outcome, 'failed');
       assert.equal(proxy.lastCall()?.errorCode, 'ECONNREFUSED');
@@ -497,10 +506,7 @@ describe('createRecordingProxy: absolute-form forwarding', () => {
   });
 
   test('an unreachable origin gives 502 with outcome failed', TIMEOUT, async () => {
-    const closed = net.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const port = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const port = await closedPort();
     await withPair(async (proxy) => {
       const res = await viaHttp(proxy, `http://127.0.0.1:${port}/`);
       assert.equal(res.status, 502);
@@ -834,6 +840,36 @@ describe('createRecordingProxy: failure injection', () => {
     );
   });
 
+  test('the injection is copied: mutating the object later changes nothing', TIMEOUT, async () => {
+    await withPair(async (proxy, origin) => {
+      const fail = { connect: { status: 503, times: 2 } };
+      await proxy.setFailure(fail);
+      fail.connect.status = 200;
+      fail.connect.times = 100;
+      assert.deepEqual(proxy.failure, { connect: { status: 503, times: 2 } });
+      assert.equal((await viaHttp(proxy, `${origin.url}/`)).status, 503);
+      assert.equal((await viaHttp(proxy, `${origin.url}/`)).status, 503);
+      assert.equal((await viaHttp(proxy, `${origin.url}/`)).status, 200);
+    });
+  });
+
+  test('a client that leaves during the delay is recorded as failed and never reaches the origin', TIMEOUT, async () => {
+    await withPair(
+      async (proxy, origin) => {
+        // A reset, not a FIN: with a half-close the tunnel may legitimately still be wanted.
+        const client = net.connect({ host: proxy.host, port: proxy.port });
+        client.on('error', () => undefined);
+        client.write(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\n\r\n`);
+        await waitFor(() => proxy.history.size === 1, 'the CONNECT to be recorded');
+        client.resetAndDestroy();
+        await waitFor(() => proxy.lastCall()?.outcome === 'failed', 'the call to be marked failed');
+        assert.ok(proxy.lastCall()?.closedAt);
+        assert.equal(origin.connections, 0);
+      },
+      { fail: { delayMs: 400 } },
+    );
+  });
+
   test('invalid injections are refused with TypeError', TIMEOUT, async () => {
     await withPair(async (proxy) => {
       // @ts-expect-error -- not a failure kind
@@ -914,6 +950,7 @@ describe('createRecordingProxy: TLS proxy', () => {
         });
         assert.equal(status, 200);
         assert.equal(proxy.lastCall()?.outcome, 'forwarded');
+        assert.equal(proxy.lastCall()?.servername, 'localhost');
         assert.equal(proxy.lastCall()?.target, `${origin.url}/plain%2F..`);
         assert.equal(origin.lastCall()?.url, '/plain%2F..');
       },

@@ -1,0 +1,18 @@
+// The test kit, `matrix-egress/testing`: named re-exports only. Never imported by the main entry.
+export { createRecordingProxy } from './recording-proxy.js';
+export type {
+  BasicCredentials,
+  ConnectFailure,
+  FailureInjection,
+  ProxyAuthenticator,
+  ProxyCall,
+  ProxyCallOutcome,
+  RecordingProxy,
+  RecordingProxyOptions,
+  TlsMaterial,
+} from './recording-proxy.js';
+export { createTestOrigin } from './test-origin.js';
+export type { OriginHandler, OriginRequest, TestOrigin, TestOriginOptions } from './test-origin.js';
+export { createSelfSignedCertificate, createTestCertificateAuthority } from './certificates.js';
+export type { CertificateAndKey, IssueOptions, TestCertificateAuthority } from './certificates.js';
+export type { CallCriteria, CallFieldCriterion, CallHistory, CallPredicate, FilterCallsOptions } from './call-history.js';
