@@ -5,7 +5,8 @@
  * connection per origin; here all http origins share one keep-alive pool to the proxy.
  * @module
  */
-import { DecoratorHandler, Dispatcher, Pool } from 'undici';
+import { DecoratorHandler, Pool, type Dispatcher } from 'undici';
+import { PromiseDispatcher } from './base-dispatcher.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ProxyAuthenticationError } from '../errors.js';
 import { flatHeaders, hasHeader, headerPairs } from '../internal/headers.js';
@@ -45,7 +46,7 @@ class ProxyAuthGuard extends NewStyleDecorator {
 }
 
 /** Forwards plain-http requests to the proxy in absolute form, with `Proxy-Authorization` for the proxy. */
-export class ForwardingDispatcher extends Dispatcher {
+export class ForwardingDispatcher extends PromiseDispatcher {
   readonly #proxy: ProxyConnection;
   readonly #pool: Pool;
 
@@ -85,25 +86,12 @@ export class ForwardingDispatcher extends Dispatcher {
     );
   }
 
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | undefined {
-    const done = this.#pool.close();
-    if (callback === undefined) return done;
-    void done.then(callback, callback);
-    return undefined;
+
+  protected override closeNow(): Promise<void> {
+    return this.#pool.close();
   }
 
-  override destroy(): Promise<void>;
-  override destroy(error: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(error: Error | null, callback: () => void): void;
-  override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | undefined {
-    const error = typeof errorOrCallback === 'function' ? null : (errorOrCallback ?? null);
-    const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback;
-    const done = this.#pool.destroy(error);
-    if (cb === undefined) return done;
-    void done.then(cb, cb);
-    return undefined;
+  protected override destroyNow(error: Error | null): Promise<void> {
+    return this.#pool.destroy(error);
   }
 }

@@ -9,7 +9,8 @@
  * client queues it for the microtask until its socket is free.
  * @module
  */
-import { Client, DecoratorHandler, Dispatcher, type buildConnector } from 'undici';
+import { Client, DecoratorHandler, type Dispatcher, type buildConnector } from 'undici';
+import { PromiseDispatcher } from './base-dispatcher.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { failDispatch } from './handler-errors.js';
@@ -119,7 +120,7 @@ class LeanPool {
 }
 
 /** An Agent of {@link LeanPool}s, one per origin. */
-export class LeanAgent extends Dispatcher {
+export class LeanAgent extends PromiseDispatcher {
   readonly #options: LeanAgentOptions;
   readonly #pools = new Map<string, LeanPool>();
   #closing = false;
@@ -154,29 +155,17 @@ export class LeanAgent extends Dispatcher {
     return total;
   }
 
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | undefined {
+  protected override async closeNow(): Promise<void> {
     this.#closing = true;
-    const done = Promise.all([...this.#pools.values()].map((pool) => pool.close())).then(() => undefined);
+    const pools = [...this.#pools.values()];
     this.#pools.clear();
-    if (callback === undefined) return done;
-    void done.then(callback, callback);
-    return undefined;
+    await Promise.all(pools.map((pool) => pool.close()));
   }
 
-  override destroy(): Promise<void>;
-  override destroy(error: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(error: Error | null, callback: () => void): void;
-  override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | undefined {
+  protected override async destroyNow(error: Error | null): Promise<void> {
     this.#closing = true;
-    const error = typeof errorOrCallback === 'function' ? null : (errorOrCallback ?? null);
-    const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback;
-    const done = Promise.all([...this.#pools.values()].map((pool) => pool.destroy(error))).then(() => undefined);
+    const pools = [...this.#pools.values()];
     this.#pools.clear();
-    if (cb === undefined) return done;
-    void done.then(cb, cb);
-    return undefined;
+    await Promise.all(pools.map((pool) => pool.destroy(error)));
   }
 }

@@ -3,7 +3,8 @@
  * tunnel agent or the forwarding pool of the right proxy, from the route policy and `no_proxy`.
  * @module
  */
-import { Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { PromiseDispatcher } from './base-dispatcher.js';
 import { EgressClosedError } from '../errors.js';
 import { refuseProxyAuthorization } from '../internal/headers.js';
 import type { ConnectionTypePolicy } from '../policy/connection-types.js';
@@ -22,7 +23,7 @@ export interface ChildSelector {
  * implemented; the rest (`request`, `stream`, `pipeline`, …) comes from undici's base class.
  * Closing it stops it taking requests; the shared pools are released by the egress's `close()`.
  */
-export class RoutingDispatcher extends Dispatcher {
+export class RoutingDispatcher extends PromiseDispatcher {
   readonly #policy: ConnectionTypePolicy;
   readonly #selector: ChildSelector;
   #closed = false;
@@ -44,24 +45,13 @@ export class RoutingDispatcher extends Dispatcher {
     }
   }
 
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | undefined {
+  protected override closeNow(): Promise<void> {
     this.#closed = true;
-    if (callback === undefined) return Promise.resolve();
-    queueMicrotask(callback);
-    return undefined;
+    return Promise.resolve();
   }
 
-  override destroy(): Promise<void>;
-  override destroy(error: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(error: Error | null, callback: () => void): void;
-  override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | undefined {
+  protected override destroyNow(): Promise<void> {
     this.#closed = true;
-    const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback;
-    if (cb === undefined) return Promise.resolve();
-    queueMicrotask(cb);
-    return undefined;
+    return Promise.resolve();
   }
 }

@@ -234,7 +234,7 @@ export function startOriginTls(
   host?: string,
   sessions?: TlsSessionCache,
 ): Promise<TLSSocket> {
-  const sessionKey = `${servername ?? host ?? ''}`;
+  const sessionKey = servername ?? host ?? '';
   const session = sessions?.get(sessionKey);
   return new Promise<TLSSocket>((resolve, reject) => {
     const secure = tlsConnect({

@@ -4,7 +4,8 @@
  * name the server (Matrix server-server API, "Resolving server names").
  * @module
  */
-import { Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { PromiseDispatcher } from '../dispatch/base-dispatcher.js';
 import { InvalidUrlError } from '../errors.js';
 import { hasHeader, headerPairs, flatHeaders } from '../internal/headers.js';
 import { failDispatch } from '../dispatch/handler-errors.js';
@@ -22,7 +23,7 @@ export interface ConnectTarget {
  * instead, with `Host` (and so SNI and certificate validation, which undici derives from it) kept
  * as the URL's host. Requests to any other origin (a redirect elsewhere) pass through unchanged.
  */
-export class ConnectToDispatcher extends Dispatcher {
+export class ConnectToDispatcher extends PromiseDispatcher {
   readonly #inner: Dispatcher;
   readonly #origin: string;
   readonly #host: string;
@@ -59,22 +60,12 @@ export class ConnectToDispatcher extends Dispatcher {
     }
   }
 
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | undefined {
-    if (callback === undefined) return Promise.resolve();
-    queueMicrotask(callback);
-    return undefined;
+  /** Nothing to release: the pools belong to the egress. */
+  protected override closeNow(): Promise<void> {
+    return Promise.resolve();
   }
 
-  override destroy(): Promise<void>;
-  override destroy(error: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(error: Error | null, callback: () => void): void;
-  override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | undefined {
-    const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback;
-    if (cb === undefined) return Promise.resolve();
-    queueMicrotask(cb);
-    return undefined;
+  protected override destroyNow(): Promise<void> {
+    return Promise.resolve();
   }
 }
