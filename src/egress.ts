@@ -16,6 +16,7 @@ import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispat
 import { tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
+import { assertHostAllowed } from './ssrf/connect.js';
 
 /** `fetch` options: undici's, less `dispatcher` (the connection type chooses it), plus `connectTo`. */
 export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
@@ -77,10 +78,15 @@ class EgressImpl implements Egress, ChildSelector {
     const cached = byOrigin?.get(key);
     if (cached !== undefined) return cached;
     const target = targetFromUrl(key);
+    // SPEC §8: an IP-literal origin is checked whatever the route, before a byte goes anywhere (a
+    // host name is checked on the addresses it resolves to, by the checked direct agent).
+    if (policy.ipBlocklist && target.ip !== undefined) assertHostAllowed(this.config.ipFilter, target.host);
     const decision = decideRoute(this.config, policy.name, target);
     const child =
       decision.proxy === null
-        ? this.#pools.direct()
+        ? policy.ipBlocklist
+          ? this.#pools.checkedDirect()
+          : this.#pools.direct()
         : target.scheme === 'https'
           ? this.#pools.tunnel(decision.proxy)
           : this.#pools.forwarder(decision.proxy);

@@ -182,13 +182,13 @@ export class ProxyUnreachableError extends EgressError {
   }
 }
 
-/** The proxy answered CONNECT with something that is not an HTTP/1.x response head. */
+/** The proxy answered CONNECT, or a forwarded request, with something that is not an HTTP/1.x response. */
 export class ProxyProtocolError extends EgressError {
   override readonly name = 'ProxyProtocolError';
   declare readonly code: 'ERR_EGRESS_PROXY_PROTOCOL';
   readonly proxy: string;
-  constructor(proxy: string, problem: string) {
-    super('ERR_EGRESS_PROXY_PROTOCOL', `Proxy ${proxy} sent an invalid answer to CONNECT: ${problem}`);
+  constructor(proxy: string, problem: string, options?: { cause?: unknown }) {
+    super('ERR_EGRESS_PROXY_PROTOCOL', `Proxy ${proxy} sent an invalid answer: ${problem}`, options);
     this.proxy = proxy;
   }
 }

@@ -15,6 +15,9 @@ export { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from './policy/conn
 export type { BuiltInConnectionType, ConnectionType, ConnectionTypePolicy, ProxySelection, Route } from './policy/connection-types.js';
 export { route } from './policy/route.js';
 export type { RouteDecision, RouteReasonCode } from './policy/route.js';
+export { DEFAULT_IP_BLOCKLIST } from './ssrf/default-blocklist.js';
+export type { BlockedAddress, IpFilter } from './ssrf/ip-filter.js';
+export type { IpRange, IpRangeSet } from './ssrf/ip-set.js';
 export {
   BlockedDestinationError,
   EgressClosedError,

@@ -72,6 +72,15 @@ export const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, Comma
       load: () => import('./env.js'),
     },
   ],
+  [
+    'check',
+    {
+      synopsis: '[--type <type>] <url> [--json]',
+      summary: 'Make one real request, step by step, and show which step fails',
+      load: () => import('./check.js'),
+    },
+  ],
+  ['demo', { synopsis: '[--json]', summary: 'Show the route of every connection type, live on loopback', load: () => import('./demo.js') }],
 ]);
 
 /**

@@ -3,12 +3,16 @@
  * where defaults live.
  * @module
  */
+import type { LookupFunction } from 'node:net';
 import { inspect } from 'node:util';
 import { ProxyConfigError } from '../errors.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from './env.js';
 import { parseProxyUrl, type ProxyEndpoint } from './proxy-url.js';
 import { compileNoProxy, type NoProxyMatcher } from './no-proxy.js';
 import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../policy/connection-types.js';
+import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
+import { IpFilter } from '../ssrf/ip-filter.js';
+import { compileIpRanges } from '../ssrf/ip-set.js';
 
 /** PEM text or DER/PEM bytes of one or more CA certificates. */
 export type CaInput = string | Buffer | readonly (string | Buffer)[];
@@ -22,7 +26,11 @@ export interface EgressLogger {
 export interface ConnectionTypeOptions {
   /** Route override. Required when registering a new type; not allowed to make an always-direct type proxied. */
   readonly route?: Route | undefined;
-  /** Check direct connections of this type against the IP blocklist. **Default:** per SPEC §4 (true for user-steered types). */
+  /**
+   * Check connections of this type against `ipBlocklist`: every address a direct connection resolves
+   * to, and IP-literal URLs whatever the route. **Default:** per SPEC §4 (true for `push`,
+   * `url_preview`, `federation`, `key_fetch`, `key_revocation`, `media` and new proxied types).
+   */
   readonly ipBlocklist?: boolean | undefined;
 }
 
@@ -42,8 +50,30 @@ export interface EgressOptions {
   readonly ca?: CaInput | undefined;
   /** Extra CA certificates trusted for an `https://` proxy (added to the system CAs). */
   readonly proxyCa?: CaInput | undefined;
+  /**
+   * IP addresses and CIDR ranges (`10.0.0.0/8`, `fc00::/7`, `192.0.2.1`) that connections of checked
+   * types (see `connectionTypes.<type>.ipBlocklist`) may not reach: checked on every address a direct
+   * connection resolves to, and on IP-literal URLs whatever the route. `[]` turns the check off.
+   * **Default:** {@link DEFAULT_IP_BLOCKLIST}.
+   */
+  readonly ipBlocklist?: readonly string[] | undefined;
+  /** Addresses and CIDR ranges exempt from `ipBlocklist` (it wins over the blocklist). **Default:** `[]`. */
+  readonly ipAllowlist?: readonly string[] | undefined;
+  /**
+   * The resolver for direct connections, with the signature of `net.connect()`'s `lookup` option
+   * (it is called with `all: true`). For tests and custom DNS; the SSRF check applies to what it
+   * answers. Names sent to a proxy are never resolved locally. **Default:** `dns.lookup`.
+   */
+  readonly lookup?: LookupFunction | undefined;
   /** Connect timeout in milliseconds, to the proxy and to direct origins. **Default:** `10000`. */
   readonly connectTimeout?: number | undefined;
+  /**
+   * Milliseconds to wait for a response's headers once a request is sent, on every route. For a
+   * forwarded plain-http request this also covers the proxy's own connection to the origin.
+   * **Default:** `60000` (undici's own default is 300 s, long enough for a silent proxy to pile
+   * requests up).
+   */
+  readonly headersTimeout?: number | undefined;
   /** Receives warnings. **Default:** `console`. */
   readonly logger?: EgressLogger | undefined;
   /**
@@ -70,8 +100,13 @@ export interface EgressConfig {
   readonly ca: readonly (string | Buffer)[] | undefined;
   readonly proxyCa: readonly (string | Buffer)[] | undefined;
   readonly connectTimeout: number;
+  readonly headersTimeout: number;
   readonly logger: EgressLogger;
   readonly insecureSkipVerify: boolean;
+  /** The compiled `ipBlocklist` and `ipAllowlist`. */
+  readonly ipFilter: IpFilter;
+  /** The `lookup` option, when given; direct connections use `dns.lookup` otherwise. */
+  readonly lookup: LookupFunction | undefined;
 }
 
 const OPTION_KEYS: ReadonlySet<string> = new Set([
@@ -83,14 +118,21 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'ca',
   'proxyCa',
   'connectTimeout',
+  'headersTimeout',
   'logger',
   'useInsecureSslClientJustForTestingDoNotUse',
+  'ipBlocklist',
+  'ipAllowlist',
+  'lookup',
 ]);
 const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** The default connect timeout, in milliseconds. */
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
+
+/** The default time to wait for response headers, in milliseconds. */
+export const DEFAULT_HEADERS_TIMEOUT = 60_000;
 
 /**
  * Read the environment once, merge the options over it per key, parse and validate everything, and
@@ -113,14 +155,21 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
     sources: Object.freeze({
       httpProxy: httpProxy?.source,
       httpsProxy: httpsProxy?.source,
-      noProxy: noProxyValue !== undefined && noProxyValue.value !== '' ? noProxyValue.source : undefined,
+      noProxy: noProxyValue !== undefined && !noProxy.isEmpty ? noProxyValue.source : undefined,
     }),
     connectionTypes: compileConnectionTypes(options.connectionTypes),
     ca: normaliseCa(options.ca, 'ca'),
     proxyCa: normaliseCa(options.proxyCa, 'proxyCa'),
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
+    headersTimeout: options.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT,
     logger: options.logger ?? console,
     insecureSkipVerify: options.useInsecureSslClientJustForTestingDoNotUse ?? false,
+    ipFilter: new IpFilter(
+      // `null` is refused, not read as "default": for a blocklist the two readings are opposites.
+      compileIpRanges(options.ipBlocklist === undefined ? DEFAULT_IP_BLOCKLIST : options.ipBlocklist, 'ipBlocklist'),
+      compileIpRanges(options.ipAllowlist === undefined ? [] : options.ipAllowlist, 'ipAllowlist'),
+    ),
+    lookup: options.lookup,
   };
   Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
   Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });
@@ -159,13 +208,19 @@ function validateOptionShape(options: EgressOptions): void {
   if (env !== undefined && (typeof env !== 'object' || env === null)) {
     throw optionError('env', 'must be an object of environment variables');
   }
-  const timeout: unknown = options.connectTimeout;
-  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout <= 0)) {
-    throw optionError('connectTimeout', 'must be a positive whole number of milliseconds');
+  for (const key of ['connectTimeout', 'headersTimeout'] as const) {
+    const timeout: unknown = options[key];
+    if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout <= 0)) {
+      throw optionError(key, 'must be a positive whole number of milliseconds');
+    }
   }
   const insecure: unknown = options.useInsecureSslClientJustForTestingDoNotUse;
   if (insecure !== undefined && typeof insecure !== 'boolean') {
     throw optionError('useInsecureSslClientJustForTestingDoNotUse', 'must be a boolean');
+  }
+  const lookup: unknown = options.lookup;
+  if (lookup !== undefined && typeof lookup !== 'function') {
+    throw optionError('lookup', "must be a function with the signature of net.connect()'s lookup option");
   }
   const logger: unknown = options.logger;
   if (logger !== undefined && (typeof logger !== 'object' || logger === null || typeof (logger as { warn?: unknown }).warn !== 'function')) {
@@ -218,6 +273,10 @@ function compileConnectionTypes(overrides: EgressOptions['connectionTypes']): Re
       }
       if (existing.alwaysDirect && route === 'proxy') {
         throw optionError(`${path}.route`, `the ${name} type always goes direct and cannot be proxied`);
+      }
+      // SPEC §4: worker and Redis traffic is internal by definition, so a blocklist could only break it.
+      if ((name === 'worker' || name === 'redis') && settings.ipBlocklist === true) {
+        throw optionError(`${path}.ipBlocklist`, `the ${name} type is internal traffic and is never checked against the IP blocklist`);
       }
       policies.set(name, {
         ...existing,
@@ -273,7 +332,10 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     ca: config.ca === undefined ? 0 : config.ca.length,
     proxyCa: config.proxyCa === undefined ? 0 : config.proxyCa.length,
     connectTimeout: config.connectTimeout,
+    headersTimeout: config.headersTimeout,
     insecureSkipVerify: config.insecureSkipVerify,
+    ipBlocklist: config.ipFilter.blocklist.ranges.map((range) => range.entry),
+    ipAllowlist: config.ipFilter.allowlist.ranges.map((range) => range.entry),
   };
 }
 

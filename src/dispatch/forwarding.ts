@@ -8,7 +8,8 @@
 import { DecoratorHandler, Pool, type Dispatcher } from 'undici';
 import { PromiseDispatcher } from './base-dispatcher.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ProxyAuthenticationError } from '../errors.js';
+import { InvalidUrlError, ProxyAuthenticationError, ProxyProtocolError } from '../errors.js';
+import { failDispatch } from './handler-errors.js';
 import { flatHeaders, hasHeader, headerPairs } from '../internal/headers.js';
 import { openProxySocket, type ProxyConnection } from './tunnel.js';
 
@@ -18,6 +19,7 @@ import { openProxySocket, type ProxyConnection } from './tunnel.js';
  */
 interface ResponseStartDecorator extends Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void;
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void;
 }
 const NewStyleDecorator = DecoratorHandler as unknown as new (handler: Dispatcher.DispatchHandler) => ResponseStartDecorator;
 
@@ -43,6 +45,16 @@ class ProxyAuthGuard extends NewStyleDecorator {
     }
     super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
+
+  /** A response that does not parse came from the proxy connection: type it like a bad CONNECT answer. */
+  override onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    const code = (error as { code?: unknown }).code;
+    const parseFailure = error.name === 'HTTPParserError' || (typeof code === 'string' && code.startsWith('HPE_'));
+    super.onResponseError(
+      controller,
+      parseFailure ? new ProxyProtocolError(this.#proxy.endpoint.url, 'the answer to a forwarded request is not HTTP', { cause: error }) : error,
+    );
+  }
 }
 
 /** Forwards plain-http requests to the proxy in absolute form, with `Proxy-Authorization` for the proxy. */
@@ -50,10 +62,11 @@ export class ForwardingDispatcher extends PromiseDispatcher {
   readonly #proxy: ProxyConnection;
   readonly #pool: Pool;
 
-  constructor(proxy: ProxyConnection) {
+  constructor(proxy: ProxyConnection, headersTimeout: number) {
     super();
     this.#proxy = proxy;
     this.#pool = new Pool(proxy.endpoint.url, {
+      headersTimeout,
       connect: (_options, callback) => {
         openProxySocket(proxy).then(
           (socket) => {
@@ -68,6 +81,11 @@ export class ForwardingDispatcher extends PromiseDispatcher {
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    // The target is origin + path as one string: a path not starting with "/" ("@other:80/x",
+    // ".evil.example/") would change the authority the proxy sees after routing and the SSRF check.
+    if (!options.path.startsWith('/')) {
+      return failDispatch(handler, new InvalidUrlError('A request forwarded by a proxy needs a path starting with "/"'));
+    }
     const origin = new URL(String(options.origin));
     const pairs = headerPairs(options.headers);
     // The Host header names the origin, not the proxy (RFC 9112 §3.2.2); a caller's own Host wins (federation).

@@ -58,6 +58,8 @@ interface PooledClient {
 export interface LeanAgentOptions {
   /** undici connector (function) or connect options (object). */
   readonly connect: buildConnector.connector | buildConnector.BuildOptions;
+  /** Milliseconds to wait for response headers. */
+  readonly headersTimeout: number;
 }
 
 /** Connections to one origin, one request at a time each (no pipelining). */
@@ -88,7 +90,7 @@ class LeanPool {
   }
 
   #add(): PooledClient {
-    const client = new Client(this.#origin, { connect: this.#options.connect });
+    const client = new Client(this.#origin, { connect: this.#options.connect, headersTimeout: this.#options.headersTimeout });
     const entry: PooledClient = { client, inFlight: 0 };
     // An idle client whose connection has gone holds nothing worth keeping: drop it, and the
     // whole pool when it was the last, so thousands of federation origins do not accumulate.

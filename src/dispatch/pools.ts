@@ -4,6 +4,7 @@
  * type, released together.
  * @module
  */
+import type { SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { LeanAgent } from './lean-pool.js';
 import type { EgressConfig } from '../config/compile.js';
@@ -12,12 +13,14 @@ import { ForwardingDispatcher } from './forwarding.js';
 import { serverNameFor, type TlsSettings } from './tls.js';
 import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
+import { createCheckedConnector } from '../ssrf/connect.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
   readonly #config: EgressConfig;
   readonly #tls: TlsSettings;
   #direct: LeanAgent | undefined;
+  #checkedDirect: LeanAgent | undefined;
   readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
   readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
   readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
@@ -35,16 +38,31 @@ export class ConnectionPools {
     return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
   }
 
-  /** The agent for direct connections, with origin TLS verified against system CAs plus `ca`. */
+  /** undici connect options of direct connections: origin TLS verified against system CAs plus `ca`. */
+  #directConnectOptions(): { timeout: number; rejectUnauthorized: boolean; secureContext?: SecureContext } {
+    return {
+      timeout: this.#config.connectTimeout,
+      rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
+      ...(this.#tls.origin.secureContext !== undefined && { secureContext: this.#tls.origin.secureContext }),
+    };
+  }
+
+  /** The agent for direct connections of types that are not checked against the IP blocklist. */
   direct(): Dispatcher {
-    this.#direct ??= new LeanAgent({
-      connect: {
-        timeout: this.#config.connectTimeout,
-        rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
-        ...(this.#tls.origin.secureContext !== undefined && { secureContext: this.#tls.origin.secureContext }),
-      },
-    });
+    this.#direct ??= new LeanAgent({ connect: this.#directConnectOptions(), headersTimeout: this.#config.headersTimeout });
     return this.#direct;
+  }
+
+  /**
+   * The agent for direct connections of checked types: every address an origin resolves to is
+   * checked against `ipBlocklist` and `ipAllowlist`, and only checked addresses are connected to.
+   * TLS as {@link direct}. The unchecked agent itself when the blocklist is empty.
+   */
+  checkedDirect(): Dispatcher {
+    const { ipFilter, lookup } = this.#config;
+    if (ipFilter.isOff) return this.direct();
+    this.#checkedDirect ??= new LeanAgent({ connect: createCheckedConnector(ipFilter, this.#directConnectOptions(), lookup), headersTimeout: this.#config.headersTimeout });
+    return this.#checkedDirect;
   }
 
   /** The agent whose every connection is a CONNECT tunnel through `endpoint`, pooled per origin. */
@@ -56,6 +74,7 @@ export class ConnectionPools {
       const originTls = this.#tls.origin;
       const originSessions = new TlsSessionCache();
       agent = new LeanAgent({
+        headersTimeout: this.#config.headersTimeout,
         connect: (options, callback) => {
           const secure = options.protocol === 'https:';
           const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
@@ -80,7 +99,7 @@ export class ConnectionPools {
     const key = this.#canonical(endpoint);
     let forwarder = this.#forwarders.get(key);
     if (forwarder === undefined) {
-      forwarder = new ForwardingDispatcher(this.proxyConnection(key));
+      forwarder = new ForwardingDispatcher(this.proxyConnection(key), this.#config.headersTimeout);
       this.#forwarders.set(key, forwarder);
     }
     return forwarder;
@@ -97,7 +116,8 @@ export class ConnectionPools {
 
   /** Every pool created so far. */
   #all(): Dispatcher[] {
-    return [...(this.#direct ? [this.#direct] : []), ...this.#tunnels.values(), ...this.#forwarders.values()];
+    const direct = [this.#direct, this.#checkedDirect].filter((agent): agent is LeanAgent => agent !== undefined);
+    return [...direct, ...this.#tunnels.values(), ...this.#forwarders.values()];
   }
 
   /** Close every pool gracefully: running requests finish, idle connections close. */

@@ -163,12 +163,12 @@ export function sendConnect(socket: Socket, proxy: ProxyConnection, target: Tunn
       received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
       const end = received.indexOf('\r\n\r\n');
       if (end === -1) {
-        if (received.length > MAX_CONNECT_RESPONSE_HEAD) finish(new ProxyProtocolError(endpoint.url, 'the response head is too large'));
+        if (received.length > MAX_CONNECT_RESPONSE_HEAD) finish(new ProxyProtocolError(endpoint.url, 'the CONNECT response head is too large'));
         return;
       }
       const answer = parseConnectAnswer(received.subarray(0, end).toString('latin1'), received.subarray(end + 4));
       if (answer === undefined) {
-        finish(new ProxyProtocolError(endpoint.url, 'the response is not an HTTP/1.x status line'));
+        finish(new ProxyProtocolError(endpoint.url, 'the CONNECT response is not an HTTP/1.x status line'));
         return;
       }
       if (answer.statusCode >= 200 && answer.statusCode < 300) {

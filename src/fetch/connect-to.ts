@@ -7,6 +7,7 @@
 import type { Dispatcher } from 'undici';
 import { PromiseDispatcher } from '../dispatch/base-dispatcher.js';
 import { InvalidUrlError } from '../errors.js';
+import { hasControlOrSpace } from '../redact.js';
 import { hasHeader, headerPairs, flatHeaders } from '../internal/headers.js';
 import { failDispatch } from '../dispatch/handler-errors.js';
 
@@ -34,6 +35,9 @@ export class ConnectToDispatcher extends PromiseDispatcher {
     const parsed = new URL(url);
     if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
       throw new InvalidUrlError('connectTo.port must be a whole number from 1 to 65535');
+    }
+    if (typeof target.host !== 'string' || target.host === '' || hasControlOrSpace(target.host) || /[/?#@]/.test(target.host)) {
+      throw new InvalidUrlError('connectTo.host must be a host name or IP address');
     }
     const bare = target.host.replace(/^\[(.*)\]$/, '$1');
     const hostForUrl = bare.includes(':') ? `[${bare}]` : bare;

@@ -2,6 +2,7 @@
  * Canonicalise a request URL once into the form every routing decision compares against.
  * @module
  */
+import { isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { InvalidUrlError } from '../errors.js';
 import { redactUrl } from '../redact.js';
@@ -33,8 +34,12 @@ export function defaultPort(scheme: 'http' | 'https'): number {
 export function parseIpLiteral(host: string): IpAddress | undefined {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   if (ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
-  if (!bare.includes(':') || bare.includes('%') || !ipaddr.IPv6.isValid(bare)) return undefined;
-  const v6 = ipaddr.IPv6.parse(bare);
+  if (!bare.includes(':') || bare.includes('%') || !isIPv6(bare)) return undefined;
+  // ipaddr.js 2.5 reads any embedded dotted quad as IPv4-mapped (`::10.0.0.1` becomes
+  // `::ffff:10.0.0.1`); spell the quad as two hex groups so only a real ::ffff: prefix maps.
+  const v6 = ipaddr.IPv6.parse(bare.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a: string, b: string, c: string, d: string) =>
+    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  ));
   return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
 }
 
@@ -52,8 +57,10 @@ export function targetFromUrl(url: string | URL): Target {
   let parsed: URL;
   try {
     parsed = typeof url === 'string' ? new URL(url) : url;
-  } catch (error) {
-    throw new InvalidUrlError(`Invalid URL ${JSON.stringify(redactUrl(String(url)))}`, { cause: error });
+  } catch {
+    // The WHATWG TypeError keeps the raw input (credentials included) in `input`: give a clean cause.
+    const cause = Object.assign(new TypeError('Invalid URL'), { code: 'ERR_INVALID_URL' });
+    throw new InvalidUrlError(`Invalid URL ${JSON.stringify(redactUrl(String(url)))}`, { cause });
   }
   const scheme = parsed.protocol === 'https:' ? 'https' : parsed.protocol === 'http:' ? 'http' : undefined;
   if (scheme === undefined) {

@@ -16,3 +16,13 @@ export type { OriginHandler, OriginRequest, TestOrigin, TestOriginOptions } from
 export { createSelfSignedCertificate, createTestCertificateAuthority } from './certificates.js';
 export type { CertificateAndKey, IssueOptions, TestCertificateAuthority } from './certificates.js';
 export type { CallCriteria, CallFieldCriterion, CallHistory, CallPredicate, FilterCallsOptions } from './call-history.js';
+export {
+  describeCall,
+  expectDirect,
+  expectForwarded,
+  expectNoProxyAuthorizationAtOrigin,
+  expectNotProxied,
+  expectProxied,
+  expectTunnel,
+} from './assertions.js';
+export type { ForwardedMatch, OriginRequestMatch, ProxyCallMatch } from './assertions.js';

@@ -36,6 +36,9 @@ interface EnvJson {
   ca: number;
   proxyCa: number;
   connectTimeout: number;
+  headersTimeout: number;
+  ipBlocklist: string[];
+  ipAllowlist: string[];
   insecureSkipVerify: boolean;
   disabled: string[];
   ignored: { variable: string; reason: string }[];
@@ -67,7 +70,10 @@ describe('matrix-egress env --json', () => {
       'ca',
       'proxyCa',
       'connectTimeout',
+      'headersTimeout',
       'insecureSkipVerify',
+      'ipBlocklist',
+      'ipAllowlist',
       'disabled',
       'ignored',
     ]);
@@ -77,7 +83,10 @@ describe('matrix-egress env --json', () => {
     assert.deepEqual(json.disabled, []);
     assert.deepEqual(json.ignored, []);
     assert.equal(json.connectTimeout, 10_000);
+    assert.equal(json.headersTimeout, 60_000);
     assert.equal(json.insecureSkipVerify, false);
+    assert.ok(Array.isArray(json.ipBlocklist) && json.ipBlocklist.includes('127.0.0.0/8'));
+    assert.deepEqual(json.ipAllowlist, []);
   });
 
   it('names the variable each value came from, with defaults applied', () => {

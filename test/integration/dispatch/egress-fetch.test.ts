@@ -17,6 +17,8 @@ import { createRecordingProxy, type RecordingProxy } from '../../../src/testing/
 import { createTestOrigin, type TestOrigin } from '../../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../../support/env.js';
 
+// The origins listen on loopback, which the default IP blocklist covers for most types (SPEC §8).
+const LOOPBACK_ALLOWED = { ipAllowlist: ['127.0.0.0/8', '::1'] } as const;
 const CANARY_USER = 'canary-user';
 const CANARY_PASSWORD = 'canary-pw-7731';
 
@@ -44,6 +46,7 @@ describe('egress through the recording proxy', () => {
     httpsOrigin = await createTestOrigin({ tls: true });
     httpOrigin = await createTestOrigin();
     egress = createEgress({
+      ...LOOPBACK_ALLOWED,
       env: {
         https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD),
         http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD),
@@ -67,12 +70,12 @@ describe('egress through the recording proxy', () => {
     const connects = proxy.filterCalls({ method: 'CONNECT' });
     assert.equal(connects.length, 1);
     assert.equal(connects[0]?.target, `127.0.0.1:${String(httpsOrigin.port)}`);
-    assert.equal(connects[0]?.headers.host, `127.0.0.1:${String(httpsOrigin.port)}`);
-    assert.deepEqual(connects[0]?.authorization, { username: CANARY_USER, password: CANARY_PASSWORD });
+    assert.equal(connects[0].headers.host, `127.0.0.1:${String(httpsOrigin.port)}`);
+    assert.deepEqual(connects[0].authorization, { username: CANARY_USER, password: CANARY_PASSWORD });
     const seen = httpsOrigin.lastCall();
     assert.equal(seen?.url, '/_matrix/federation/v1/version');
-    assert.equal(seen?.headers['proxy-authorization'], undefined);
-    assert.equal(seen?.remoteAddress, '127.0.0.1');
+    assert.equal(seen.headers['proxy-authorization'], undefined);
+    assert.equal(seen.remoteAddress, '127.0.0.1');
   });
 
   it('http origin: absolute-form forward with Proxy-Authorization, never a tunnel', async () => {
@@ -84,8 +87,8 @@ describe('egress through the recording proxy', () => {
     assert.equal(proxy.filterCalls({ method: 'CONNECT' }).length, 0);
     const forwarded = proxy.lastCall();
     assert.equal(forwarded?.method, 'GET');
-    assert.equal(forwarded?.target, `${httpOrigin.url}/page?q=1`);
-    assert.equal(forwarded?.authenticated, true);
+    assert.equal(forwarded.target, `${httpOrigin.url}/page?q=1`);
+    assert.equal(forwarded.authenticated, true);
     assert.equal(httpOrigin.lastCall()?.headers['proxy-authorization'], undefined);
     assert.equal(httpOrigin.lastCall()?.headers.host, `127.0.0.1:${String(httpOrigin.port)}`);
   });
@@ -115,7 +118,7 @@ describe('egress through the recording proxy', () => {
   });
 
   it('pools tunnels: sequential requests reuse one tunnel', async () => {
-    const local = createEgress({ env: { https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ca: httpsOrigin.ca });
+    const local = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ca: httpsOrigin.ca });
     try {
       const before = proxy.tunnelsOpened;
       for (let i = 0; i < 5; i++) {
@@ -129,7 +132,7 @@ describe('egress through the recording proxy', () => {
   });
 
   it('opens no more tunnels than requests in flight', async () => {
-    const local = createEgress({ env: { https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ca: httpsOrigin.ca });
+    const local = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ca: httpsOrigin.ca });
     try {
       const before = proxy.tunnelsOpened;
       const concurrency = 8;
@@ -160,7 +163,7 @@ describe('egress through the recording proxy', () => {
 
   for (const type of DIRECT_CONNECTION_TYPES) {
     it(`${type} goes direct and never touches the proxy`, async () => {
-      const local = createEgress({ env: { https_proxy: proxy.url, http_proxy: proxy.url }, ca: httpsOrigin.ca });
+      const local = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url, http_proxy: proxy.url }, ca: httpsOrigin.ca });
       try {
         const connectionsBefore = proxy.connections;
         for (const origin of [httpsOrigin, httpOrigin]) {
@@ -176,7 +179,7 @@ describe('egress through the recording proxy', () => {
   }
 
   it('no_proxy sends a proxied type direct', async () => {
-    const local = createEgress({ env: { https_proxy: proxy.url, no_proxy: '127.0.0.0/8' }, ca: httpsOrigin.ca });
+    const local = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url, no_proxy: '127.0.0.0/8' }, ca: httpsOrigin.ca });
     try {
       const connectionsBefore = proxy.connections;
       const response = await local.fetch('push', `${httpsOrigin.url}/direct`);
@@ -191,7 +194,7 @@ describe('egress through the recording proxy', () => {
 
   it('direct routes stay direct with a global dispatcher set and NODE_USE_ENV_PROXY=1', async () => {
     const previous = getGlobalDispatcher();
-    const local = createEgress({ env: {}, ca: httpsOrigin.ca });
+    const local = createEgress({ ...LOOPBACK_ALLOWED, env: {}, ca: httpsOrigin.ca });
     process.env.NODE_USE_ENV_PROXY = '1';
     process.env.HTTPS_PROXY = proxy.url;
     process.env.HTTP_PROXY = proxy.url;
@@ -232,7 +235,7 @@ describe('egress through the recording proxy', () => {
   });
 
   it('refuses init.dispatcher and works after close() only with a typed error', async () => {
-    const local = createEgress({ env: {} });
+    const local = createEgress({ ...LOOPBACK_ALLOWED, env: {} });
     await assert.rejects(local.fetch('push', 'https://127.0.0.1:1/', { dispatcher: new Agent() } as never), TypeError);
     await local.close();
     await local.close();
@@ -274,7 +277,7 @@ describe('proxy failures become typed errors, promptly', () => {
   });
 
   async function failWith(proxy: RecordingProxy, url = `${origin.url}/`, env?: Record<string, string>): Promise<Error> {
-    const egress = createEgress({ env: env ?? { https_proxy: proxy.url, http_proxy: proxy.url }, ca: origin.ca, connectTimeout: 2000 });
+    const egress = createEgress({ ...LOOPBACK_ALLOWED, env: env ?? { https_proxy: proxy.url, http_proxy: proxy.url }, ca: origin.ca, connectTimeout: 2000 });
     try {
       return await fetchError(egress.fetch('push', url));
     } finally {
@@ -349,7 +352,7 @@ describe('proxy failures become typed errors, promptly', () => {
   it('reset on every connection → ProxyUnreachableError after a bounded number of attempts', async () => {
     const proxy = await createRecordingProxy({ fail: { connect: 'reset' } });
     try {
-      const egress = createEgress({ env: { https_proxy: proxy.url }, ca: origin.ca });
+      const egress = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url }, ca: origin.ca });
       const errors = await Promise.all(Array.from({ length: 10 }, () => fetchError(egress.fetch('push', `${origin.url}/`))));
       await egress.destroy();
       for (const error of errors) assert.ok(error instanceof ProxyUnreachableError, String(error));
@@ -363,7 +366,7 @@ describe('proxy failures become typed errors, promptly', () => {
   it('a proxy that never answers → ProxyUnreachableError after the connect timeout', async () => {
     const proxy = await createRecordingProxy({ fail: { connect: 'hang' } });
     try {
-      const egress = createEgress({ env: { https_proxy: proxy.url }, ca: origin.ca, connectTimeout: 300 });
+      const egress = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url }, ca: origin.ca, connectTimeout: 300 });
       const started = Date.now();
       const error = await fetchError(egress.fetch('push', `${origin.url}/`));
       await egress.destroy();
@@ -388,7 +391,7 @@ describe('proxy failures become typed errors, promptly', () => {
   it('https proxy trusted through proxyCa works; untrusted → ProxyTlsError', async () => {
     const proxy = await createRecordingProxy({ tls: true });
     try {
-      const good = createEgress({ env: { https_proxy: proxy.url }, proxyCa: proxy.ca, ca: origin.ca });
+      const good = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url }, proxyCa: proxy.ca, ca: origin.ca });
       const response = await good.fetch('push', `${origin.url}/via-tls-proxy`);
       assert.equal(response.status, 200);
       await response.text();
@@ -408,7 +411,7 @@ describe('proxy failures become typed errors, promptly', () => {
     try {
       // The throwaway certificate covers localhost, 127.0.0.1 and ::1 — not 127.0.0.2.
       const wrongName = proxy.url.replace('127.0.0.1', '127.0.0.2');
-      const egress = createEgress({ env: { https_proxy: wrongName }, proxyCa: proxy.ca, ca: origin.ca });
+      const egress = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: wrongName }, proxyCa: proxy.ca, ca: origin.ca });
       const error = await fetchError(egress.fetch('push', `${origin.url}/`));
       await egress.destroy();
       // 127.0.0.2 is not listening unless the proxy binds 0.0.0.0; either way the error is typed.
@@ -422,7 +425,7 @@ describe('proxy failures become typed errors, promptly', () => {
     const proxy = await createRecordingProxy();
     try {
       // No `ca`: the throwaway origin certificate is not trusted.
-      const egress = createEgress({ env: { https_proxy: proxy.url } });
+      const egress = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.url } });
       const error = await fetchError(egress.fetch('push', `${origin.url}/`));
       await egress.destroy();
       assert.match(String((error as { code?: string }).code), /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/);
@@ -437,6 +440,7 @@ describe('proxy failures become typed errors, promptly', () => {
     const warnings: string[] = [];
     try {
       const egress = createEgress({
+      ...LOOPBACK_ALLOWED,
         env: { https_proxy: proxy.url },
         useInsecureSslClientJustForTestingDoNotUse: true,
         logger: { warn: (message) => warnings.push(message) },

@@ -35,6 +35,7 @@ describe('compileEgressConfig', () => {
     const c = compileEgressConfig({ env, noProxy: null });
     assert.equal(c.noProxy.isEmpty, true);
     assert.equal(c.sources.noProxy, undefined);
+    assert.equal(compileEgressConfig({ env: { no_proxy: ' , ' } }).sources.noProxy, undefined);
   });
 
   it('an empty env value disables (no silent fallback)', () => {
@@ -83,6 +84,9 @@ describe('compileEgressConfig', () => {
       [{ connectionTypes: { my_type: {} } }, /option connectionTypes\.my_type\.route: a new connection type needs a route/],
       [{ connectionTypes: { 'Bad-Name': { route: 'proxy' } } }, /option connectionTypes\.Bad-Name/],
       [{ connectionTypes: { push: { ipBlocklist: 'yes' } } }, /option connectionTypes\.push\.ipBlocklist/],
+      [{ connectionTypes: { worker: { ipBlocklist: true } } }, /option connectionTypes\.worker\.ipBlocklist: the worker type is internal/],
+      [{ connectionTypes: { redis: { ipBlocklist: true } } }, /option connectionTypes\.redis\.ipBlocklist/],
+      [{ headersTimeout: 0 }, /option headersTimeout/],
     ];
     for (const [options, pattern] of cases) {
       assert.throws(() => compileEgressConfig({ env: {}, ...(options as object) }), (error: unknown) => {
