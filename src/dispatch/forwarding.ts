@@ -5,8 +5,9 @@
  * connection per origin; here all http origins share one keep-alive pool to the proxy.
  * @module
  */
-import { DecoratorHandler, Pool, type Dispatcher } from 'undici';
+import { DecoratorHandler, type Dispatcher } from 'undici';
 import { PromiseDispatcher } from './base-dispatcher.js';
+import { LeanAgent } from './lean-pool.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { InvalidUrlError, ProxyAuthenticationError, ProxyProtocolError } from '../errors.js';
 import { failDispatch } from './handler-errors.js';
@@ -60,12 +61,13 @@ class ProxyAuthGuard extends NewStyleDecorator {
 /** Forwards plain-http requests to the proxy in absolute form, with `Proxy-Authorization` for the proxy. */
 export class ForwardingDispatcher extends PromiseDispatcher {
   readonly #proxy: ProxyConnection;
-  readonly #pool: Pool;
+  /** One pool of connections to the proxy, shared by every origin: no more than requests in flight. */
+  readonly #pool: LeanAgent;
 
   constructor(proxy: ProxyConnection, headersTimeout: number) {
     super();
     this.#proxy = proxy;
-    this.#pool = new Pool(proxy.endpoint.url, {
+    this.#pool = new LeanAgent({
       headersTimeout,
       connect: (_options, callback) => {
         openProxySocket(proxy).then(
@@ -92,16 +94,18 @@ export class ForwardingDispatcher extends PromiseDispatcher {
     if (!hasHeader(pairs, 'host')) pairs.unshift(['host', origin.host]);
     const authorization = this.#proxy.endpoint.proxyAuthorization();
     if (authorization !== undefined) pairs.push(['proxy-authorization', authorization]);
-    return this.#pool.dispatch(
-      {
-        ...options,
-        origin: this.#proxy.endpoint.url,
-        // Byte-exact: the caller's path is appended untouched, no decoding or dot-segment removal.
-        path: `${origin.origin}${options.path}`,
-        headers: flatHeaders(pairs),
-      },
-      new ProxyAuthGuard(handler, this.#proxy, origin.host),
-    );
+    // undici reads `servername` from dispatch options although its types omit it. It derives a TLS
+    // server name from each Host header and reconnects when that changes; the connection is to the
+    // proxy whatever the origin, so pin it (our connector does the proxy's TLS).
+    const forwarded: Dispatcher.DispatchOptions & { servername: string } = {
+      ...options,
+      origin: this.#proxy.endpoint.url,
+      servername: this.#proxy.endpoint.hostname,
+      // Byte-exact: the caller's path is appended untouched, no decoding or dot-segment removal.
+      path: `${origin.origin}${options.path}`,
+      headers: flatHeaders(pairs),
+    };
+    return this.#pool.dispatch(forwarded, new ProxyAuthGuard(handler, this.#proxy, origin.host));
   }
 
 

@@ -2,7 +2,7 @@
  * Canonicalise a request URL once into the form every routing decision compares against.
  * @module
  */
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { InvalidUrlError } from '../errors.js';
 import { redactUrl } from '../redact.js';
@@ -33,7 +33,8 @@ export function defaultPort(scheme: 'http' | 'https'): number {
  */
 export function parseIpLiteral(host: string): IpAddress | undefined {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
+  // net.isIPv4 first: for a host name ipaddr.js throws and catches internally, about 15 µs a call.
+  if (isIPv4(bare) && ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
   if (!bare.includes(':') || bare.includes('%') || !isIPv6(bare)) return undefined;
   // ipaddr.js 2.5 reads any embedded dotted quad as IPv4-mapped (`::10.0.0.1` becomes
   // `::ffff:10.0.0.1`); spell the quad as two hex groups so only a real ::ffff: prefix maps.

@@ -19,6 +19,7 @@ import {
   ProxyTlsError,
   PROXIED_CONNECTION_TYPES,
   DIRECT_CONNECTION_TYPES,
+  DEFAULT_IP_BLOCKLIST,
   type Egress,
   type EgressConfig,
   type EgressOptions,
@@ -91,3 +92,9 @@ expectTypeOf(new ProxyAuthenticationError('p', 't', undefined, false)).toExtend<
 expectTypeOf(new ProxyAuthenticationError('p', 't', undefined, false).realm).toEqualTypeOf<string | undefined>();
 expectTypeOf(new ProxyTlsError('p', 'expired').reason).toEqualTypeOf<ProxyTlsReason>();
 expectTypeOf<ProxyConfigError>().toExtend<EgressError>();
+
+// SSRF guard options
+expectTypeOf(DEFAULT_IP_BLOCKLIST).toEqualTypeOf<readonly string[]>();
+createEgress({ ipBlocklist: [...DEFAULT_IP_BLOCKLIST, '203.0.113.0/24'], ipAllowlist: ['10.1.2.3'], headersTimeout: 30_000 });
+// @ts-expect-error -- a blocklist is a list of strings
+createEgress({ ipBlocklist: '10.0.0.0/8' });

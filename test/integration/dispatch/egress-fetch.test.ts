@@ -131,6 +131,43 @@ describe('egress through the recording proxy', () => {
     }
   });
 
+  it('pools forwarded http: sequential requests to two origins share one proxy connection', async () => {
+    const secondOrigin = await createTestOrigin();
+    const local = createEgress({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ...LOOPBACK_ALLOWED });
+    try {
+      const before = proxy.connections;
+      for (let i = 0; i < 6; i++) {
+        const origin = i % 2 === 0 ? httpOrigin : secondOrigin;
+        const response = await local.fetch('url_preview', `${origin.url}/f${String(i)}`);
+        await response.text();
+      }
+      assert.equal(proxy.connections - before, 1);
+    } finally {
+      await local.close();
+      await secondOrigin.close();
+    }
+  });
+
+  it('pools forwarded http through an https proxy across origins (the TLS name is the proxy\'s)', async () => {
+    const tlsProxy = await createRecordingProxy({ tls: true });
+    const secondOrigin = await createTestOrigin();
+    const local = createEgress({ env: { http_proxy: tlsProxy.url }, proxyCa: tlsProxy.ca, ...LOOPBACK_ALLOWED });
+    try {
+      // One origin by IP, one by name: undici would derive a different TLS server name from each Host.
+      const bases = [httpOrigin.url, `http://localhost:${String(secondOrigin.port)}`];
+      for (let i = 0; i < 4; i++) {
+        const response = await local.fetch('url_preview', `${bases[i % 2] ?? ''}/t${String(i)}`);
+        assert.equal(response.status, 200);
+        await response.text();
+      }
+      assert.equal(tlsProxy.connections, 1);
+      assert.equal(tlsProxy.filterCalls({ method: 'GET' }).length, 4);
+    } finally {
+      await local.close();
+      await Promise.all([tlsProxy.close(), secondOrigin.close()]);
+    }
+  });
+
   it('opens no more tunnels than requests in flight', async () => {
     const local = createEgress({ ...LOOPBACK_ALLOWED, env: { https_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) }, ca: httpsOrigin.ca });
     try {
