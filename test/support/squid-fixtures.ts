@@ -17,26 +17,7 @@ interface PeerOf {
 }
 
 /** What a request rejected with: `thrown` as the caller sees it, `error` with undici's fetch wrapper removed. */
-export interface Failure {
-  readonly thrown: unknown;
-  readonly error: Error;
-}
-
-/** Await a request that must fail. undici's fetch wraps dispatcher errors in `TypeError('fetch failed')`. */
-export async function failureOf(promise: Promise<unknown>): Promise<Failure> {
-  try {
-    await promise;
-  } catch (thrown) {
-    const err = thrown instanceof Error ? thrown : new Error(String(thrown));
-    return { thrown, error: err.cause instanceof Error ? err.cause : err };
-  }
-  assert.fail('expected the request to fail');
-}
-
-/** The error a failed fetch carries (see {@link failureOf}). */
-export async function fetchError(promise: Promise<unknown>): Promise<Error> {
-  return (await failureOf(promise)).error;
-}
+export { failureOf, fetchError, type Failure } from './failures.js';
 
 /**
  * The socket inode of the TCP connection whose local port is `localPort` and remote port is

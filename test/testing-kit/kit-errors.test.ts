@@ -22,6 +22,7 @@ import { expectForwarded, expectNoProxyAuthorizationAtOrigin, expectTunnel } fro
 import { createRecordingProxy, type RecordingProxy, type RecordingProxyOptions } from '../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../support/env.js';
+import { fetchError } from '../support/failures.js';
 
 const SUITE = { timeout: 30_000 };
 const CANARY_USER = 'kit-user';
@@ -29,16 +30,6 @@ const CANARY_PASSWORD = 'canary-pw-4417';
 /** The origins live on loopback, which the SSRF guard blocks for IP-literal URLs by default (SPEC §8). */
 const LOOPBACK_ALLOWED = ['127.0.0.0/8', '::1/128'];
 
-/** The error behind a failed fetch: undici wraps dispatcher errors in TypeError('fetch failed'). */
-async function fetchError(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    const err = error as Error;
-    return err.cause instanceof Error ? err.cause : err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 function assertNoCanary(error: Error): void {
   const text = `${error.message}\n${String(error.stack)}\n${inspect(error, { depth: 5, showHidden: true })}`;

@@ -16,22 +16,13 @@ import {
 import { createRecordingProxy, type RecordingProxy } from '../../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../../support/env.js';
+import { fetchError } from '../../support/failures.js';
 
 // The origins listen on loopback, which the default IP blocklist covers for most types (SPEC §8).
 const LOOPBACK_ALLOWED = { ipAllowlist: ['127.0.0.0/8', '::1'] } as const;
 const CANARY_USER = 'canary-user';
 const CANARY_PASSWORD = 'canary-pw-7731';
 
-/** The error a failed fetch carries: undici wraps dispatcher errors in TypeError('fetch failed'). */
-async function fetchError(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    const err = error as Error;
-    return err.cause instanceof Error ? err.cause : err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 describe('egress through the recording proxy', () => {
   let restoreEnv: () => void;

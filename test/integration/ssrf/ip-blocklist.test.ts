@@ -11,20 +11,11 @@ import { BlockedDestinationError } from '../../../src/errors.js';
 import { createRecordingProxy, type RecordingProxy } from '../../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../../support/env.js';
+import { fetchError } from '../../support/failures.js';
 
 const CANARY_USER = 'canary-user';
 const CANARY_PASSWORD = 'canary-pw-5519';
 
-/** The error a failed fetch carries: undici wraps dispatcher errors in TypeError('fetch failed'). */
-async function fetchError(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    const err = error as Error;
-    return err.cause instanceof Error ? err.cause : err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 async function assertBlocked(promise: Promise<unknown>, host: string, address: string): Promise<BlockedDestinationError> {
   const error = await fetchError(promise);
