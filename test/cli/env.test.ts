@@ -1,32 +1,12 @@
-// Runs the built bin (dist/cli/main.js) as a user would. Build first: npx tsc -p tsconfig.build.json.
-// Every child gets an explicit environment (PATH plus the variables under test): the parent's proxy
-// variables never leak in.
+// Runs the built bin (dist/cli/main.js) as a user would, through test/support/cli.ts.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from '../../src/policy/connection-types.js';
+import { runBin, type Run } from '../support/cli.js';
 
-const BIN = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
 const CANARY_USER = 'canary-user';
 const CANARY_PASSWORD = 'canary-pw-7731';
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function runBin(args: readonly string[], env: Record<string, string> = {}): Run {
-  assert.ok(existsSync(BIN), `${BIN} is missing: run "npx tsc -p tsconfig.build.json" first`);
-  const result = spawnSync(process.execPath, [BIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 interface EnvJson {
   httpProxy: { url: string; credentials: boolean; source: string } | null;
