@@ -99,16 +99,18 @@ export class ProxyConnectError extends EgressError {
   readonly statusCode: number;
   /** The proxy, redacted (`http://host:port`). */
   readonly proxy: string;
-  /** The tunnel target `host:port`. */
+  /** The target `host:port` of the tunnel or forwarded request. */
   readonly target: string;
 
-  constructor(proxy: string, target: string, statusCode: number, options?: { cause?: unknown; code?: 'ERR_EGRESS_PROXY_AUTH'; detail?: string }) {
+  constructor(
+    proxy: string,
+    target: string,
+    statusCode: number,
+    options?: { cause?: unknown; code?: 'ERR_EGRESS_PROXY_AUTH'; detail?: string; forwarded?: boolean },
+  ) {
     const detail = options?.detail === undefined ? '' : `; ${options.detail}`;
-    super(
-      options?.code ?? 'ERR_EGRESS_PROXY_CONNECT',
-      `Proxy ${proxy} refused CONNECT to ${target} with status ${statusCode}${detail}`,
-      options,
-    );
+    const what = options?.forwarded === true ? `a forwarded request to ${target}` : `CONNECT to ${target}`;
+    super(options?.code ?? 'ERR_EGRESS_PROXY_CONNECT', `Proxy ${proxy} refused ${what} with status ${statusCode}${detail}`, options);
     this.statusCode = statusCode;
     this.proxy = proxy;
     this.target = target;
@@ -122,13 +124,15 @@ export class ProxyAuthenticationError extends ProxyConnectError {
   /** The realm from `Proxy-Authenticate`, when the proxy sent one. */
   readonly realm: string | undefined;
 
-  constructor(proxy: string, target: string, realm: string | undefined, hadCredentials: boolean) {
+  /** @param forwarded True when the 407 answered a forwarded plain-http request rather than CONNECT. */
+  constructor(proxy: string, target: string, realm: string | undefined, hadCredentials: boolean, forwarded = false) {
     const detail = hadCredentials
       ? 'the proxy rejected the configured credentials'
       : 'the proxy requires credentials and none are configured';
     super(proxy, target, 407, {
       code: 'ERR_EGRESS_PROXY_AUTH',
       detail: realm === undefined ? detail : `${detail} (realm ${JSON.stringify(realm)})`,
+      forwarded,
     });
     this.realm = realm;
   }

@@ -9,7 +9,7 @@ import { DecoratorHandler, type Dispatcher } from 'undici';
 import { PromiseDispatcher } from './base-dispatcher.js';
 import { LeanAgent } from './lean-pool.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import { InvalidUrlError, ProxyAuthenticationError, ProxyProtocolError } from '../errors.js';
+import { EgressError, InvalidUrlError, ProxyAuthenticationError, ProxyProtocolError, ProxyUnreachableError } from '../errors.js';
 import { failDispatch } from './handler-errors.js';
 import { flatHeaders, hasHeader, headerPairs } from '../internal/headers.js';
 import { openProxySocket, type ProxyConnection } from './tunnel.js';
@@ -41,20 +41,34 @@ class ProxyAuthGuard extends NewStyleDecorator {
       const text = Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '');
       const realm = /realm="([^"]*)"/i.exec(text)?.[1];
       const { endpoint } = this.#proxy;
-      controller.abort(new ProxyAuthenticationError(endpoint.url, this.#target, realm, endpoint.hasCredentials));
+      controller.abort(new ProxyAuthenticationError(endpoint.url, this.#target, realm, endpoint.hasCredentials, true));
       return;
     }
     super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  /** A response that does not parse came from the proxy connection: type it like a bad CONNECT answer. */
+  /**
+   * Everything on this connection comes from the proxy: a response that does not parse, or a socket
+   * that breaks, is the proxy's failure and gets the same types as on the CONNECT path.
+   */
   override onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    super.onResponseError(controller, this.#typed(error));
+  }
+
+  #typed(error: Error): Error {
+    if (error instanceof EgressError) return error;
     const code = (error as { code?: unknown }).code;
-    const parseFailure = error.name === 'HTTPParserError' || (typeof code === 'string' && code.startsWith('HPE_'));
-    super.onResponseError(
-      controller,
-      parseFailure ? new ProxyProtocolError(this.#proxy.endpoint.url, 'the answer to a forwarded request is not HTTP', { cause: error }) : error,
-    );
+    const url = this.#proxy.endpoint.url;
+    if (error.name === 'HTTPParserError' || (typeof code === 'string' && code.startsWith('HPE_'))) {
+      return new ProxyProtocolError(url, 'the answer to a forwarded request is not HTTP', { cause: error });
+    }
+    if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE') {
+      return new ProxyUnreachableError(url, code === 'UND_ERR_SOCKET' ? 'ECONNRESET' : code, {
+        cause: error,
+        detail: 'the proxy closed the connection during a forwarded request',
+      });
+    }
+    return error;
   }
 }
 

@@ -167,8 +167,8 @@ export function sendConnect(socket: Socket, proxy: ProxyConnection, target: Tunn
         return;
       }
       const answer = parseConnectAnswer(received.subarray(0, end).toString('latin1'), received.subarray(end + 4));
-      if (answer === undefined) {
-        finish(new ProxyProtocolError(endpoint.url, 'the CONNECT response is not an HTTP/1.x status line'));
+      if (typeof answer === 'string') {
+        finish(new ProxyProtocolError(endpoint.url, answer));
         return;
       }
       if (answer.statusCode >= 200 && answer.statusCode < 300) {
@@ -209,14 +209,15 @@ export function sendConnect(socket: Socket, proxy: ProxyConnection, target: Tunn
   });
 }
 
-function parseConnectAnswer(head: string, rest: Buffer): ConnectAnswer | undefined {
+/** The parsed answer, or what is wrong with it. */
+function parseConnectAnswer(head: string, rest: Buffer): ConnectAnswer | string {
   const lines = head.split('\r\n');
   const status = /^HTTP\/1\.[01] ([1-5][0-9]{2})(?: .*)?$/.exec(lines[0] ?? '');
-  if (status === null) return undefined;
+  if (status === null) return 'the CONNECT response is not an HTTP/1.x status line';
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
+    if (colon <= 0) return 'a header line of the CONNECT response has no name or colon';
     headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
   }
   return { statusCode: Number(status[1]), headers, rest };
