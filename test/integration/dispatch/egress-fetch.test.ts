@@ -178,14 +178,27 @@ describe('egress through the recording proxy', () => {
   });
 
   for (const type of PROXIED_CONNECTION_TYPES) {
-    it(`${type} reaches the origin through the proxy`, async () => {
-      proxy.clear();
-      const response = await egress.fetch(type, `${httpsOrigin.url}/${type}`);
-      assert.equal(response.status, 200);
-      await response.text();
-      // A pooled tunnel may already exist; the decision is visible as the origin being reached
-      // only from the proxy's side, so use a fresh origin port per assertion via route().
-      assert.equal(egress.route(type, `${httpsOrigin.url}/`).route, 'proxy');
+    it(`${type} reaches the origin through the proxy (https by CONNECT, http forwarded)`, async () => {
+      // A fresh egress per type: tunnels are pooled across types, so a shared one would hide the CONNECT.
+      const credentials = proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD);
+      const local = createEgress({ env: { https_proxy: credentials, http_proxy: credentials }, ca: httpsOrigin.ca, ...LOOPBACK_ALLOWED });
+      try {
+        proxy.clear();
+        httpsOrigin.clear();
+        httpOrigin.clear();
+        const tunnelsBefore = proxy.tunnelsOpened;
+        for (const origin of [httpsOrigin, httpOrigin]) {
+          const response = await local.fetch(type, `${origin.url}/${type}`);
+          assert.equal(response.status, 200);
+          await response.text();
+        }
+        assert.equal(proxy.tunnelsOpened - tunnelsBefore, 1);
+        assert.equal(proxy.filterCalls({ method: 'CONNECT', port: httpsOrigin.port }).length, 1);
+        assert.equal(proxy.filterCalls({ method: 'GET', target: `${httpOrigin.url}/${type}` }).length, 1);
+        assert.equal(httpOrigin.lastCall()?.headers.via, '1.1 matrix-egress-recording-proxy');
+      } finally {
+        await local.close();
+      }
     });
   }
 
