@@ -18,6 +18,7 @@ export type EgressErrorCode =
   | 'ERR_EGRESS_PROXY_TLS'
   | 'ERR_EGRESS_PROXY_UNREACHABLE'
   | 'ERR_EGRESS_PROXY_PROTOCOL'
+  | 'ERR_EGRESS_HEADERS_TIMEOUT'
   | 'ERR_EGRESS_BLOCKED_DESTINATION'
   | 'ERR_EGRESS_HEADER_INJECTION'
   | 'ERR_EGRESS_FORBIDDEN_HEADER'
@@ -197,6 +198,20 @@ export class ProxyProtocolError extends EgressError {
   }
 }
 
+/**
+ * No response headers arrived within `headersTimeout` of the request being sent (the `http.Agent`s;
+ * the undici dispatchers report undici's own `HeadersTimeoutError`, `UND_ERR_HEADERS_TIMEOUT`).
+ */
+export class HeadersTimeoutError extends EgressError {
+  override readonly name = 'HeadersTimeoutError';
+  declare readonly code: 'ERR_EGRESS_HEADERS_TIMEOUT';
+  readonly timeout: number;
+  constructor(target: string, timeout: number) {
+    super('ERR_EGRESS_HEADERS_TIMEOUT', `No response headers from ${target} within ${String(timeout)} ms (headersTimeout)`);
+    this.timeout = timeout;
+  }
+}
+
 /** A direct connection would reach a blocklisted address (SSRF guard). */
 export class BlockedDestinationError extends EgressError {
   override readonly name = 'BlockedDestinationError';
@@ -252,6 +267,7 @@ export interface EgressErrorByCode {
   ERR_EGRESS_PROXY_TLS: ProxyTlsError;
   ERR_EGRESS_PROXY_UNREACHABLE: ProxyUnreachableError;
   ERR_EGRESS_PROXY_PROTOCOL: ProxyProtocolError;
+  ERR_EGRESS_HEADERS_TIMEOUT: HeadersTimeoutError;
   ERR_EGRESS_BLOCKED_DESTINATION: BlockedDestinationError;
   ERR_EGRESS_HEADER_INJECTION: HeaderInjectionError;
   ERR_EGRESS_FORBIDDEN_HEADER: ForbiddenHeaderError;

@@ -24,6 +24,7 @@ export {
   EgressError,
   ForbiddenHeaderError,
   HeaderInjectionError,
+  HeadersTimeoutError,
   InvalidUrlError,
   ProxyAuthenticationError,
   ProxyConfigError,

@@ -43,6 +43,12 @@ import { hasControlOrSpace } from '../redact.js';
 interface RequestInternals {
   /** The rendered request head; set early when headers are given as an array or carry `Expect`. */
   _header: string | null;
+  /** True once the head was passed to `_send`: with `Expect`, in the constructor, before any socket. */
+  _headerSent: boolean;
+  /** What the request wrote before it had a socket, in order; the head first. */
+  outputData: { data: unknown }[];
+  /** The length of `outputData`, for back-pressure. */
+  outputSize: number;
 }
 
 /** The parts of a socket node:http uses that @types/node leaves out. */
@@ -87,8 +93,17 @@ export function forwardInAbsoluteForm(req: ClientRequest, target: Target, proxy:
     // Headers given as an array (or with Expect) are rendered in the ClientRequest constructor,
     // before the agent sees the request: patch the request line of that head.
     const originLine = `${req.method} ${req.path} HTTP/1.1\r\n`;
-    if (!rendered.startsWith(originLine)) throw new InvalidUrlError('The request head could not be rewritten for the proxy');
+    const unpatchable = (): InvalidUrlError => new InvalidUrlError('The request head could not be rewritten for the proxy');
+    if (!rendered.startsWith(originLine)) throw unpatchable();
     internals._header = requestLine + rendered.slice(originLine.length);
+    if (internals._headerSent) {
+      // With Expect, `_storeHeader` also queues the head at once (`_send('')`), and with no socket
+      // yet it waits first in `outputData`: that copy is the one that will be written.
+      const queued = internals.outputData[0];
+      if (typeof queued?.data !== 'string' || !queued.data.startsWith(originLine)) throw unpatchable();
+      queued.data = requestLine + queued.data.slice(originLine.length);
+      internals.outputSize += requestLine.length - originLine.length;
+    }
   }
   req.path = absolute;
   requestLines.set(req, requestLine);
@@ -203,7 +218,7 @@ function failOnProxy407(req: ClientRequest, proxy: ProxyEndpoint, target: string
       const challenge = response.headers['proxy-authenticate'] ?? '';
       const realm = /realm="([^"]*)"/i.exec(challenge)?.[1];
       // Destroying the request destroys its socket; node:http then emits the error on the request.
-      req.destroy(new ProxyAuthenticationError(proxy.url, target, realm, proxy.hasCredentials));
+      req.destroy(new ProxyAuthenticationError(proxy.url, target, realm, proxy.hasCredentials, true));
       return true;
     }
     return emit(event, ...args);

@@ -32,7 +32,7 @@ import type { ConnectionPools } from '../dispatch/pools.js';
 import { TlsSessionCache } from '../dispatch/session-cache.js';
 import { serverNameFor, type TlsSettings } from '../dispatch/tls.js';
 import { authorityOf, openProxySocket, openTunnel } from '../dispatch/tunnel.js';
-import { EgressClosedError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
+import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
 import { targetFromHostPort, type Target } from '../match/target.js';
 import { assertHostAllowed, createCheckedLookup } from '../ssrf/connect.js';
 import type { ConnectionTypePolicy } from '../policy/connection-types.js';
@@ -144,6 +144,7 @@ abstract class RoutingAgent extends AgentBase {
       if (policy.ipBlocklist && route.socketPath === undefined && route.target.ip !== undefined) assertHostAllowed(config.ipFilter, route.target.host);
       this.prepareRequest(req, route);
       guardHeaderSetters(req);
+      armHeadersTimeout(req, authorityOf({ hostname: route.target.host, port: route.target.port }), config.headersTimeout);
     } catch (error) {
       (req as unknown as RequestInternals).onSocket(undefined, error instanceof Error ? error : new Error(String(error)));
       return;
@@ -534,4 +535,24 @@ export class HttpAgents {
     for (const agent of [...this.#http.values(), ...this.#https.values()]) agent.destroy();
     await closed;
   }
+}
+
+/**
+ * The `headersTimeout` of the egress, as the undici dispatchers apply it: from the moment the request
+ * is fully sent until its response headers arrive. node:http has only a socket idle timeout, which a
+ * proxy that keeps a connection open without answering never trips.
+ */
+function armHeadersTimeout(req: ClientRequest, target: string, timeout: number): void {
+  let timer: NodeJS.Timeout | undefined;
+  const disarm = (): void => {
+    clearTimeout(timer);
+  };
+  req.once('finish', () => {
+    timer = setTimeout(() => {
+      req.destroy(new HeadersTimeoutError(target, timeout));
+    }, timeout);
+    timer.unref();
+  });
+  req.once('response', disarm);
+  req.once('close', disarm);
 }

@@ -220,7 +220,6 @@ describe('a proxy that accepts and never answers', () => {
   for (const via of ['fetch', 'http.Agent'] as const) {
     it(
       `forwarded http without a caller deadline (${via}): the headersTimeout fires; then recovery`,
-      { todo: via === 'http.Agent' ? 'src bug (reported): the headersTimeout option is not applied to requests through egress.agent() / httpsAgent()' : false },
       async () => {
         const headersTimeout = 400;
         const proxy = await createRecordingProxy({ fail: { connect: 'hang' } });

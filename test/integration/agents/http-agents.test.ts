@@ -17,6 +17,7 @@ import {
   BlockedDestinationError,
   EgressClosedError,
   ForbiddenHeaderError,
+  InvalidUrlError,
   ProxyAuthenticationError,
   ProxyConnectError,
   ProxyTlsError,
@@ -327,6 +328,304 @@ describe('egress http.Agents', () => {
       assert.equal(error.realm, 'matrix-egress-test');
       assert.equal(responded, false);
       assert.ok(!error.message.includes('wrong-password'));
+    });
+  });
+
+  describe('Proxy-Authorization of forwarded requests: on the wire, never in the ClientRequest', () => {
+    /** A fake request line at the start of a body: it must reach the origin byte for byte. */
+    const FAKE_LINE = 'GET http://x/ HTTP/1.1\r\n';
+    const received: Buffer[] = [];
+    let capturing: TestOrigin;
+
+    before(async () => {
+      capturing = await createTestOrigin({
+        handler: (req, res) => {
+          const chunks: Buffer[] = [];
+          req.on('data', (chunk: Buffer) => chunks.push(chunk));
+          req.on('end', () => {
+            received.push(Buffer.concat(chunks));
+            res.end('ok');
+          });
+        },
+      });
+    });
+    after(async () => {
+      await capturing.close();
+    });
+
+    /** A shape of request node:http callers produce, forwarded by the proxy. */
+    interface Shape {
+      readonly label: string;
+      readonly method: string;
+      readonly headers: http.OutgoingHttpHeaders | string[];
+      /** What is sent and what the origin must receive, given the request line set for this very request. */
+      readonly body: (ownLine: string) => Buffer;
+      /** Writes (and ends) the request; called right after http.request() returns. */
+      readonly drive: (req: http.ClientRequest, body: Buffer) => void;
+    }
+    const host = (): string => `127.0.0.1:${String(capturing.port)}`;
+    const none = (): Buffer => Buffer.alloc(0);
+    const shapes: readonly Shape[] = [
+      { label: 'a GET with object headers', method: 'GET', headers: { 'X-Shape': 'object' }, body: none, drive: (req) => req.end() },
+      { label: 'a GET with array headers (head rendered early)', method: 'GET', headers: ['X-Shape', 'array'], body: none, drive: (req) => req.end() },
+      {
+        label: 'a POST with Expect: 100-continue (head rendered and queued in the constructor, body after 100)',
+        method: 'POST',
+        headers: { Expect: '100-continue', 'Content-Type': 'text/plain' },
+        body: () => Buffer.from(`${FAKE_LINE}after continue`),
+        drive: (req, body) => {
+          req.on('continue', () => req.end(body));
+          req.flushHeaders();
+        },
+      },
+      {
+        label: 'a POST with array headers and Expect: 100-continue',
+        method: 'POST',
+        headers: ['Expect', '100-continue', 'Content-Type', 'text/plain'],
+        body: (own) => Buffer.from(`${own}${FAKE_LINE}`),
+        drive: (req, body) => {
+          req.on('continue', () => req.end(body));
+        },
+      },
+      {
+        label: 'a POST whose string body begins with a request line (one chunk with the head, utf8)',
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: () => Buffer.from(`${FAKE_LINE}Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\r\ncafé`),
+        drive: (req, body) => req.end(body.toString('utf8')),
+      },
+      {
+        label: 'a POST whose Buffer chunks, written before a socket is bound, begin with request lines (one writev)',
+        method: 'POST',
+        headers: ['Content-Type', 'application/octet-stream'],
+        body: (own) => Buffer.from(`${FAKE_LINE}${own}tail`),
+        drive: (req, body) => {
+          req.write(body.subarray(0, FAKE_LINE.length));
+          req.write(body.subarray(FAKE_LINE.length));
+          req.end();
+        },
+      },
+      {
+        label: 'a POST whose body, written after the head went out, begins with its own request line',
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: (own) => Buffer.from(`${own}${own}tail`),
+        drive: (req, body) => {
+          req.setHeader('Content-Length', body.length);
+          req.flushHeaders();
+          req.once('socket', () => {
+            setImmediate(() => req.end(body));
+          });
+        },
+      },
+      {
+        label: "a POST written from a 'socket' listener that runs first",
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: (own) => Buffer.from(`${own}from the socket event`),
+        drive: (req, body) => {
+          req.prependListener('socket', () => {
+            req.write(body.subarray(0, 5));
+            req.end(body.subarray(5));
+          });
+        },
+      },
+    ];
+
+    /** The request line the agent sets for `path` on the capturing origin. */
+    const lineOf = (method: string, path: string): string => `${method} http://${host()}${path} HTTP/1.1\r\n`;
+
+    /** One request of `shape` to the capturing origin; the response read to its end. */
+    function exchange(agent: http.Agent, path: string, shape: Shape, extraHeaders: readonly string[] = []): Promise<{ req: http.ClientRequest; res: http.IncomingMessage; body: Buffer }> {
+      const body = shape.body(lineOf(shape.method, path));
+      const headers = Array.isArray(shape.headers)
+        ? ['Host', host(), ...shape.headers, ...extraHeaders]
+        : { ...shape.headers, ...Object.fromEntries(extraHeaders.flatMap((value, i, all) => (i % 2 === 0 ? [[value, all[i + 1]]] : []))) };
+      return new Promise((resolve, reject) => {
+        const req = http.request({ host: capturing.host, port: capturing.port, path, method: shape.method, headers, agent }, (res) => {
+          res.resume();
+          res.on('error', reject);
+          res.on('end', () => {
+            resolve({ req, res, body });
+          });
+        });
+        req.on('error', reject);
+        shape.drive(req, body);
+      });
+    }
+
+    function assertNoCredentials(label: string, value: unknown): void {
+      for (const printed of [inspect(value, { showHidden: true, depth: Infinity }), inspect(value)]) {
+        for (const needle of [CANARY_BASIC, CANARY_PASSWORD, CANARY_USER]) assert.ok(!printed.includes(needle), `${label} shows ${needle}`);
+      }
+    }
+
+    for (const shape of shapes) {
+      it(`${shape.label}: credentials reach the proxy on a fresh and a reused socket; the origin gets the body unchanged`, async () => {
+        const local = egressWith({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) } });
+        const agent = local.agent('push');
+        proxy.clear();
+        capturing.clear();
+        received.length = 0;
+        const connectionsBefore = proxy.connections;
+        const sockets: unknown[] = [];
+        const sent: Buffer[] = [];
+        for (const path of ['/fresh', '/reused']) {
+          const { req, res, body } = await exchange(agent, path, shape);
+          sockets.push(req.socket);
+          sent.push(body);
+          assert.equal(res.statusCode, 200, `${path}: answered by the origin`);
+          assertNoCredentials(`${path}: the request`, req);
+          assertNoCredentials(`${path}: the response`, res);
+          assertNoCredentials(`${path}: the socket`, req.socket);
+          assert.equal(JSON.stringify((req as unknown as { _header: unknown })._header).includes(CANARY_BASIC), false);
+          assert.equal(req.getHeader('proxy-authorization'), undefined);
+        }
+        assert.equal(sockets[0], sockets[1], 'the second request reused the socket');
+        assert.equal(proxy.connections - connectionsBefore, 1, 'one connection to the proxy');
+        const calls = proxy.calls();
+        assert.deepEqual(
+          calls.map((call) => call.target),
+          ['/fresh', '/reused'].map((path) => `http://${host()}${path}`),
+        );
+        for (const call of calls) {
+          assert.equal(call.method, shape.method);
+          assert.equal(call.authenticated, true, call.target);
+          assert.equal(call.connectionId, calls[0]?.connectionId);
+          // Once, right after the request line.
+          assert.deepEqual(call.rawHeaders.slice(0, 2), ['Proxy-Authorization', `Basic ${CANARY_BASIC}`]);
+          assert.equal(call.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'proxy-authorization').length, 1);
+        }
+        assert.deepEqual(
+          capturing.calls().map((call) => [call.url, call.headers['proxy-authorization']]),
+          [['/fresh', undefined], ['/reused', undefined]],
+        );
+        assert.deepEqual(received, sent, 'the origin got both bodies byte for byte');
+      });
+    }
+
+    it('the bytes on the wire: Proxy-Authorization once after each request line, bodies untouched, one keep-alive socket', async () => {
+      // A "proxy" that records the raw bytes and answers every request itself.
+      const raw: Buffer[] = [];
+      let connections = 0;
+      const wire = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => res.end('ok'));
+      });
+      wire.on('connection', (socket: net.Socket) => {
+        connections += 1;
+        socket.on('data', (chunk: Buffer) => raw.push(chunk));
+      });
+      await new Promise<void>((resolve) => wire.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = wire.address() as net.AddressInfo;
+        const local = egressWith({ env: { http_proxy: `http://${CANARY_USER}:${CANARY_PASSWORD}@127.0.0.1:${String(port)}` } });
+        const agent = local.agent('push');
+        const expected: Buffer[] = [];
+        for (const [i, shape] of shapes.entries()) {
+          const path = `/shape-${String(i)}`;
+          // Content-Length rather than chunked, so that the body is on the wire as it was written.
+          const length = shape.body(lineOf(shape.method, path)).length;
+          const { req, body } = await exchange(agent, path, shape, shape.method === 'POST' ? ['Content-Length', String(length)] : []);
+          const head = (req as unknown as { _header: string })._header;
+          const line = lineOf(shape.method, path);
+          assert.ok(head.startsWith(line), head);
+          assert.ok(!head.includes(CANARY_BASIC));
+          expected.push(Buffer.from(`${line}Proxy-Authorization: Basic ${CANARY_BASIC}\r\n${head.slice(line.length)}`, 'latin1'), body);
+        }
+        assert.equal(connections, 1, 'one connection carried every request');
+        assert.equal(Buffer.concat(raw).toString('latin1'), Buffer.concat(expected).toString('latin1'));
+      } finally {
+        wire.closeAllConnections();
+        await new Promise((resolve) => wire.close(resolve));
+      }
+    });
+
+    it('util.inspect of the request, its socket and the agent shows no credentials mid-request', async () => {
+      let release: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const slow = await createTestOrigin({
+        handler: async (req, res) => {
+          req.resume();
+          await held;
+          res.end('late');
+        },
+      });
+      try {
+        const agent = egress.agent('push');
+        const req = http.request({ ...at(slow, '/slow', agent), method: 'POST', headers: ['Host', `${slow.host}:${String(slow.port)}`, 'Expect', '100-continue'] });
+        const answered = new Promise<http.IncomingMessage>((resolve, reject) => {
+          req.on('response', resolve);
+          req.on('error', reject);
+        });
+        req.on('continue', () => req.end(FAKE_LINE));
+        req.flushHeaders();
+        await Promise.race([
+          (async () => {
+            while (slow.calls().length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+          })(),
+          answered.then((res) => assert.fail(`answered ${String(res.statusCode)} before the origin saw the request`)),
+        ]);
+        assertNoCredentials('the request mid-flight', req);
+        assertNoCredentials('the agent mid-flight', agent);
+        release();
+        const res = await answered;
+        res.resume();
+        await new Promise((resolve) => res.on('end', resolve));
+        assertNoCredentials('the response', res);
+        assert.equal(proxy.lastCall()?.authenticated, true);
+      } finally {
+        release();
+        await slow.close();
+      }
+    });
+
+    it('a head that does not begin with the request line set for the proxy is refused; nothing reaches the proxy', async () => {
+      const local = egressWith({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) } });
+      proxy.clear();
+      const error = await failure(
+        send(http, at(httpOrigin, '/set', local.agent('push')), (req) => {
+          // Changed after the agent rewrote it: the head would go out in origin form, without credentials.
+          req.path = '/changed';
+        }),
+      );
+      assert.ok(error instanceof InvalidUrlError, String(error));
+      assert.ok(!inspect(error).includes(CANARY_BASIC));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(proxy.calls().length, 0);
+    });
+
+    it('a write on a pooled proxy socket with no request bound is refused; nothing reaches the proxy', async () => {
+      const local = egressWith({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) } });
+      const agent = local.agent('push');
+      let socket: net.Socket | undefined;
+      assert.equal((await send(http, at(httpOrigin, '/first', agent), (req) => req.on('socket', (s) => (socket = s)))).status, 200);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(socket !== undefined && Object.values(agent.freeSockets).some((list) => list?.includes(socket!)), 'the socket is pooled');
+      proxy.clear();
+      const refused = new Promise<Error>((resolve) => socket!.once('error', resolve));
+      socket.write(`GET http://${httpOrigin.host}:${String(httpOrigin.port)}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const error = await refused;
+      assert.ok(error instanceof InvalidUrlError, String(error));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(proxy.calls().length, 0);
+      assert.equal(socket.destroyed, true);
+    });
+
+    it('a proxy without credentials gets no Proxy-Authorization and the socket is left as it is', async () => {
+      const open = await createRecordingProxy();
+      try {
+        const local = egressWith({ env: { http_proxy: open.url } });
+        let socket: net.Socket | undefined;
+        const reply = await send(http, at(httpOrigin, '/open', local.agent('push')), (req) => req.on('socket', (s) => (socket = s)));
+        assert.equal(reply.status, 200);
+        assert.equal(open.lastCall()?.headers['proxy-authorization'], undefined);
+        assert.equal(Object.hasOwn(socket!, '_write'), false);
+      } finally {
+        await open.close();
+      }
     });
   });
 

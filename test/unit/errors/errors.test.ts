@@ -8,6 +8,8 @@ import {
   ProxyTlsError,
   ProxyUnreachableError,
   BlockedDestinationError,
+  HeadersTimeoutError,
+  ProxyProtocolError,
   hasEgressCode,
   isEgressError,
 } from '../../../src/errors.js';
@@ -21,6 +23,8 @@ describe('errors', () => {
       [new ProxyTlsError('https://p:1', 'expired'), 'ERR_EGRESS_PROXY_TLS', 'ProxyTlsError'],
       [new ProxyUnreachableError('http://p:1', 'ECONNREFUSED'), 'ERR_EGRESS_PROXY_UNREACHABLE', 'ProxyUnreachableError'],
       [new BlockedDestinationError('h', '10.0.0.1'), 'ERR_EGRESS_BLOCKED_DESTINATION', 'BlockedDestinationError'],
+      [new HeadersTimeoutError('h:80', 400), 'ERR_EGRESS_HEADERS_TIMEOUT', 'HeadersTimeoutError'],
+      [new ProxyProtocolError('http://p:1', 'garbage'), 'ERR_EGRESS_PROXY_PROTOCOL', 'ProxyProtocolError'],
     ];
     for (const [error, code, name] of cases) {
       assert.equal(error.code, code);
@@ -31,6 +35,11 @@ describe('errors', () => {
       assert.ok(hasEgressCode(error, code as EgressError['code']));
       assert.match(String(error), new RegExp(`^${name}: `));
     }
+  });
+
+  it('names a forwarded request rather than CONNECT when the 407 answered one', () => {
+    assert.match(new ProxyAuthenticationError('http://p:1', 'x:80', undefined, true, true).message, /refused a forwarded request to x:80 with status 407/);
+    assert.match(new ProxyConnectError('http://p:1', 'x:443', 403).message, /refused CONNECT to x:443 with status 403/);
   });
 
   it('407 is a ProxyConnectError subclass with its own code', () => {
