@@ -24,7 +24,7 @@ import {
   ProxyUnreachableError,
   isEgressError,
 } from '../../../src/errors.js';
-import { DIRECT_CONNECTION_TYPES } from '../../../src/policy/connection-types.js';
+import { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from '../../../src/policy/connection-types.js';
 import { createTestCertificateAuthority } from '../../../src/testing/certificates.js';
 import { createRecordingProxy, type RecordingProxy } from '../../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../../src/testing/test-origin.js';
@@ -648,6 +648,29 @@ describe('egress http.Agents', () => {
         assert.equal(proxy.calls().length, 1, 'other host: through the proxy');
       }
     });
+
+    for (const type of PROXIED_CONNECTION_TYPES) {
+      it(`${type} goes through the proxy: a CONNECT for https, an absolute-form request for http`, async () => {
+        // A fresh egress per type: agents share pooled proxy sockets, which would hide the CONNECT.
+        const proxyUrl = proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD);
+        const local = egressWith({ env: { https_proxy: proxyUrl, http_proxy: proxyUrl }, ca: httpsOrigin.ca });
+        try {
+          proxy.clear();
+          assert.equal((await send(https, at(httpsOrigin, `/${type}`, local.httpsAgent(type)))).status, 200);
+          assert.equal((await send(http, at(httpOrigin, `/${type}`, local.agent(type)))).status, 200);
+          const connect = proxy.filterCalls({ method: 'CONNECT', port: httpsOrigin.port });
+          assert.equal(connect.length, 1);
+          assert.equal(connect[0]?.authenticated, true);
+          const forwarded = proxy.filterCalls({ method: 'GET', target: `http://${httpOrigin.host}:${String(httpOrigin.port)}/${type}` });
+          assert.equal(forwarded.length, 1);
+          assert.equal(forwarded[0]?.authenticated, true);
+          assert.equal(httpsOrigin.lastCall()?.headers['proxy-authorization'], undefined);
+          assert.equal(httpOrigin.lastCall()?.headers['proxy-authorization'], undefined);
+        } finally {
+          await local.close();
+        }
+      });
+    }
 
     for (const type of DIRECT_CONNECTION_TYPES) {
       it(`${type} never touches the proxy`, async () => {
