@@ -26,6 +26,7 @@ import {
   type FilterCallsOptions,
 } from './call-history.js';
 import { createTestCertificateAuthority } from './certificates.js';
+import { closeServer, destroySockets } from './sockets.js';
 
 /** A user name and password, as carried by `Proxy-Authorization: Basic` (RFC 7617). */
 export interface BasicCredentials {
@@ -1104,27 +1105,10 @@ class RecordingProxyServer implements RecordingProxy {
     }
     const listener = this.#listener;
     this.#listener = undefined;
-    const listenerClosed =
-      listener === undefined ? Promise.resolve() : new Promise<void>((resolve) => {
-            listener.close(() => {
-              resolve();
-            });
-          });
-    const socketsClosed: Promise<void>[] = [];
-    for (const socket of this.#sockets) {
-      if (!socket.closed) {
-        socketsClosed.push(
-          new Promise<void>((resolve) => {
-            socket.once('close', () => {
-              resolve();
-            });
-          }),
-        );
-      }
-      socket.destroy();
-    }
+    const listenerClosed = closeServer(listener);
+    const socketsClosed = destroySockets(this.#sockets);
     this.#agent.destroy();
-    await Promise.all([listenerClosed, ...socketsClosed]);
+    await Promise.all([listenerClosed, socketsClosed]);
   }
 }
 

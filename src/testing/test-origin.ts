@@ -20,6 +20,7 @@ import {
   type CallPredicate,
   type FilterCallsOptions,
 } from './call-history.js';
+import { closeServer, destroySockets } from './sockets.js';
 import {
   checkLoopbackHost,
   checkPort,
@@ -278,26 +279,7 @@ class TestOriginServer implements TestOrigin {
   }
 
   async #shutdown(): Promise<void> {
-    const server = this.#server;
-    const closed = new Promise<void>((resolve) => {
-      server.close(() => {
-        resolve();
-      });
-    });
-    const socketsClosed: Promise<void>[] = [];
-    for (const socket of this.#sockets) {
-      if (!socket.closed) {
-        socketsClosed.push(
-          new Promise<void>((resolve) => {
-            socket.once('close', () => {
-              resolve();
-            });
-          }),
-        );
-      }
-      socket.destroy();
-    }
-    await Promise.all([closed, ...socketsClosed]);
+    await Promise.all([closeServer(this.#server), destroySockets(this.#sockets)]);
   }
 }
 

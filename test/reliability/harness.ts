@@ -17,6 +17,7 @@ import { runInNewContext } from 'node:vm';
 import type { Egress } from '../../src/egress.js';
 import type { ConnectionType } from '../../src/policy/connection-types.js';
 import type { SquidInstance } from '../support/squid.js';
+import { tcpRows } from '../support/proc-net.js';
 
 // --- resource accounting ------------------------------------------------------
 
@@ -49,26 +50,9 @@ function ownSocketInodes(): Set<string> {
 /** The TCP sockets (v4 and v6) whose descriptor this process holds. */
 export function ownTcpSockets(): OwnSocket[] {
   const inodes = ownSocketInodes();
-  const sockets: OwnSocket[] = [];
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1]?.split(':').at(-1);
-      const remote = fields[2]?.split(':').at(-1);
-      const state = fields[3];
-      const inode = fields[9];
-      if (local === undefined || remote === undefined || state === undefined || inode === undefined) continue;
-      if (!inodes.has(inode)) continue;
-      sockets.push({ localPort: Number.parseInt(local, 16), remotePort: Number.parseInt(remote, 16), state });
-    }
-  }
-  return sockets;
+  return tcpRows()
+    .filter((row) => inodes.has(row.inode))
+    .map(({ localPort, remotePort, state }) => ({ localPort, remotePort, state }));
 }
 
 /**

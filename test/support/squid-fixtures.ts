@@ -5,11 +5,12 @@
  * Linux only (reads /proc), like the Squid the tests run.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { AccessLogEntry, SquidInstance } from './squid.js';
+import { tcpRows } from './proc-net.js';
 
 /** The part of a recorded origin request these helpers need. */
 interface PeerOf {
@@ -24,23 +25,7 @@ export { failureOf, fetchError, type Failure } from './failures.js';
  * `remotePort`, from /proc/net/tcp{,6}. Only established connections carry an inode.
  */
 function socketInode(localPort: number, remotePort: number): string | undefined {
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1]?.split(':').at(-1);
-      const remote = fields[2]?.split(':').at(-1);
-      const inode = fields[9];
-      if (local === undefined || remote === undefined || inode === undefined || inode === '0') continue;
-      if (Number.parseInt(local, 16) === localPort && Number.parseInt(remote, 16) === remotePort) return inode;
-    }
-  }
-  return undefined;
+  return tcpRows().find((row) => row.inode !== '0' && row.localPort === localPort && row.remotePort === remotePort)?.inode;
 }
 
 function holdsSocket(pid: number, inode: string): boolean {

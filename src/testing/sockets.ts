@@ -1,0 +1,36 @@
+/**
+ * Shutting down the kit's servers: every socket destroyed, and each awaited until it has closed, so
+ * `close()` resolves only when no connection is left (tests then see exact descriptor counts).
+ * @internal
+ * @module
+ */
+import type { Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** Destroy every socket and resolve once all of them have emitted `close`. */
+export async function destroySockets(sockets: Iterable<Duplex>): Promise<void> {
+  const closed: Promise<void>[] = [];
+  for (const socket of sockets) {
+    if (!socket.closed) {
+      closed.push(
+        new Promise<void>((resolve) => {
+          socket.once('close', () => {
+            resolve();
+          });
+        }),
+      );
+    }
+    socket.destroy();
+  }
+  await Promise.all(closed);
+}
+
+/** Stop a server listening; resolves when it has closed (its sockets are the caller's to destroy). */
+export function closeServer(server: Server | undefined): Promise<void> {
+  if (server === undefined) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+}
