@@ -897,25 +897,10 @@ class RecordingProxyServer implements RecordingProxy {
       call.host = target.host;
       call.port = target.port;
     }
-    await this.#authenticate(req, call);
-    const failure = this.#takeFailure();
-    await this.#sleep(this.#failure.delayMs);
-    if (this.#closing !== undefined || socket.destroyed) {
-      call.outcome = call.outcome === 'pending' ? 'failed' : call.outcome;
-      return;
-    }
-    if (failure !== undefined) {
-      call.outcome = 'injected';
-      if (failure === 'reset') {
-        resetSocket(socket);
-      } else if (failure === 'garbage') {
-        socket.end(GARBAGE);
-      } else if (failure !== 'hang') {
-        call.statusCode = failure.status;
-        endWithRawResponse(socket, failure.status, failure.status === 407 ? [`Proxy-Authenticate: ${this.#challenge()}`] : []);
-      }
-      return;
-    }
+    const handled = await this.#authenticateAndInject(req, call, socket, (status) => {
+      endWithRawResponse(socket, status, status === 407 ? [`Proxy-Authenticate: ${this.#challenge()}`] : []);
+    });
+    if (handled) return;
     const refusal = this.#refusal(call, target);
     if (refusal !== undefined || target === undefined) {
       call.outcome = 'rejected';
@@ -987,25 +972,10 @@ class RecordingProxyServer implements RecordingProxy {
       call.port = target.port;
       call.path = target.path;
     }
-    await this.#authenticate(req, call);
-    const failure = this.#takeFailure();
-    await this.#sleep(this.#failure.delayMs);
-    if (this.#closing !== undefined || socket.destroyed) {
-      call.outcome = call.outcome === 'pending' ? 'failed' : call.outcome;
-      return;
-    }
-    if (failure !== undefined) {
-      call.outcome = 'injected';
-      if (failure === 'reset') {
-        resetSocket(socket);
-      } else if (failure === 'garbage') {
-        socket.end(GARBAGE);
-      } else if (failure !== 'hang') {
-        call.statusCode = failure.status;
-        this.#respond(res, failure.status);
-      }
-      return;
-    }
+    const handled = await this.#authenticateAndInject(req, call, socket, (status) => {
+      this.#respond(res, status);
+    });
+    if (handled) return;
     // Origin-form and asterisk-form are for origin servers, not proxies (RFC 9112 §3.2); https:// goes by CONNECT.
     const refusal = this.#refusal(call, target);
     if (refusal !== undefined || target === undefined) {
@@ -1097,6 +1067,36 @@ class RecordingProxyServer implements RecordingProxy {
       call.bytesUp += chunk.length;
     });
     req.pipe(upstreamRequest);
+  }
+
+  /**
+   * The steps CONNECT and forwarded requests share: check credentials, take the injected failure,
+   * wait `delayMs`, then act out the failure. True when the call is finished (failed or injected).
+   */
+  async #authenticateAndInject(
+    req: http.IncomingMessage,
+    call: Mutable<ProxyCall>,
+    socket: Duplex,
+    answerStatus: (status: number) => void,
+  ): Promise<boolean> {
+    await this.#authenticate(req, call);
+    const failure = this.#takeFailure();
+    await this.#sleep(this.#failure.delayMs);
+    if (this.#closing !== undefined || socket.destroyed) {
+      call.outcome = call.outcome === 'pending' ? 'failed' : call.outcome;
+      return true;
+    }
+    if (failure === undefined) return false;
+    call.outcome = 'injected';
+    if (failure === 'reset') {
+      resetSocket(socket);
+    } else if (failure === 'garbage') {
+      socket.end(GARBAGE);
+    } else if (failure !== 'hang') {
+      call.statusCode = failure.status;
+      answerStatus(failure.status);
+    }
+    return true;
   }
 
   async #shutdown(): Promise<void> {
