@@ -9,7 +9,7 @@ import { fetch as undiciFetch, type Dispatcher, type RequestInfo, type RequestIn
 import { compileEgressConfig, type EgressConfig, type EgressOptions } from './config/compile.js';
 import { EgressClosedError } from './errors.js';
 import { targetFromUrl } from './match/target.js';
-import type { ConnectionType, ConnectionTypePolicy } from './policy/connection-types.js';
+import { routingProfile, type ConnectionType, type ConnectionTypePolicy } from './policy/connection-types.js';
 import { decideRoute, policyOf, route, type RouteDecision } from './policy/route.js';
 import { ConnectionPools } from './dispatch/pools.js';
 import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispatcher.js';
@@ -100,7 +100,7 @@ class EgressImpl implements Egress, ChildSelector {
     if (this.closed) throw new EgressClosedError();
     const policy = policyOf(this.config, type);
     // Types whose routing is identical share one dispatcher.
-    const profile = `${policy.route}|${policy.proxySelection}|${String(policy.alwaysDirect)}|${String(policy.ipBlocklist)}`;
+    const profile = routingProfile(policy);
     let dispatcher = this.#dispatchers.get(profile);
     if (dispatcher === undefined) {
       dispatcher = new RoutingDispatcher(policy, this);

@@ -35,7 +35,7 @@ import { authorityOf, openProxySocket, openTunnel } from '../dispatch/tunnel.js'
 import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
 import { targetFromHostPort, type Target } from '../match/target.js';
 import { assertHostAllowed, createCheckedLookup } from '../ssrf/connect.js';
-import type { ConnectionTypePolicy } from '../policy/connection-types.js';
+import { routingProfile, type ConnectionTypePolicy } from '../policy/connection-types.js';
 import { decideRoute } from '../policy/route.js';
 import { carryProxyCredentials, forwardInAbsoluteForm } from './forwarding.js';
 
@@ -426,14 +426,6 @@ function guardHeaderSetters(req: ClientRequest): void {
 }
 
 /**
- * The same key egress.ts uses for its dispatchers: types whose routing is identical share an agent.
- * (`ipBlocklist` is part of it so that the blocklist can be enforced per agent later.)
- */
-function profileKey(policy: ConnectionTypePolicy): string {
-  return `${policy.route}|${policy.proxySelection}|${String(policy.alwaysDirect)}|${String(policy.ipBlocklist)}`;
-}
-
-/**
  * The `http.Agent`s of one egress: per routing profile one agent for `http://` URLs and one for
  * `https://` URLs, created on first use, keep-alive, shared by every connection type with that
  * profile, and routing each request by its own host and port.
@@ -493,7 +485,7 @@ export class HttpAgents {
 
   #agent<A extends RoutingAgent>(cache: Map<string, A>, policy: ConnectionTypePolicy, create: (context: AgentContext) => A): A {
     if (this.#closing !== undefined) throw new EgressClosedError();
-    const key = profileKey(policy);
+    const key = routingProfile(policy);
     let agent = cache.get(key);
     if (agent === undefined) {
       agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal });
