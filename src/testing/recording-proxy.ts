@@ -1092,7 +1092,13 @@ class RecordingProxyServer implements RecordingProxy {
       resetSocket(socket);
     } else if (failure === 'garbage') {
       socket.end(GARBAGE);
-    } else if (failure !== 'hang') {
+    } else if (failure === 'hang') {
+      // Never answer, but let go when the client does: a socket detached from the HTTP server after
+      // CONNECT is half-open by default and would sit in CLOSE_WAIT until close().
+      socket.once('end', () => {
+        socket.destroy();
+      });
+    } else {
       call.statusCode = failure.status;
       answerStatus(failure.status);
     }

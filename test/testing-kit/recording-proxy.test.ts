@@ -772,6 +772,23 @@ describe('createRecordingProxy: failure injection', () => {
     }
   });
 
+  test("'hang' lets go of a connection the client has closed (no CLOSE_WAIT until close())", TIMEOUT, async () => {
+    const proxy = await createRecordingProxy({ fail: { connect: 'hang' } });
+    try {
+      const socket = net.connect(proxy.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      socket.write('CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n');
+      await waitFor(() => proxy.calls()[0]?.outcome === 'injected', 'the CONNECT to be recorded');
+      assert.equal(proxy.calls()[0]?.closedAt, undefined);
+      socket.end();
+      await waitFor(() => proxy.calls()[0]?.closedAt !== undefined, 'the proxy to close its end');
+      socket.destroy();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("'hang' never answers, the call is recorded, and close() releases the client", TIMEOUT, async () => {
     const proxy = await createRecordingProxy({ fail: { connect: 'hang' } });
     const origin = await createTestOrigin();
