@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import { createSelfSignedCertificate, createTestCertificateAuthority } from '../
 import { createRecordingProxy, type RecordingProxy } from '../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../src/testing/test-origin.js';
 import { startSquid, type SquidInstance } from '../support/squid.js';
+import { closedPort } from '../support/net.js';
 
 const BIN = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
 const CANARY_USER = 'canary-user';
@@ -122,20 +122,6 @@ function step(json: ReportJson, name: string): StepJson {
   const found = json.steps.find((s) => s.name === name);
   assert.ok(found !== undefined, `no step ${name} in ${JSON.stringify(json)}`);
   return found;
-}
-
-/** A loopback port with nothing listening on it (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  assert.ok(typeof address === 'object' && address !== null);
-  return address.port;
 }
 
 // Throwaway PKI for the whole file (RSA key generation is the slow part).

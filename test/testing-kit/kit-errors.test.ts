@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import * as net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 
@@ -23,6 +22,7 @@ import { createRecordingProxy, type RecordingProxy, type RecordingProxyOptions }
 import { createTestOrigin, type TestOrigin } from '../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../support/env.js';
 import { fetchError } from '../support/failures.js';
+import { closedPort, ipv6Available, waitFor } from '../support/net.js';
 
 const SUITE = { timeout: 30_000 };
 const CANARY_USER = 'kit-user';
@@ -30,47 +30,9 @@ const CANARY_PASSWORD = 'canary-pw-4417';
 /** The origins live on loopback, which the SSRF guard blocks for IP-literal URLs by default (SPEC §8). */
 const LOOPBACK_ALLOWED = ['127.0.0.0/8', '::1/128'];
 
-
 function assertNoCanary(error: Error): void {
   const text = `${error.message}\n${String(error.stack)}\n${inspect(error, { depth: 5, showHidden: true })}`;
   assert.ok(!text.includes(CANARY_PASSWORD), `the password leaked:\n${text}`);
-}
-
-async function ipv6Available(): Promise<boolean> {
-  const server = net.createServer();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '::1', resolve);
-    });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    server.close();
-  }
-}
-
-/** A loopback port that nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  return port;
-}
-
-/** Resolves when `check()` holds, polling; fails after `ms`. */
-async function waitFor(check: () => boolean, what: string, ms = 3_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** An origin whose answer is the request body it received, so a test can see the body arrived intact. */

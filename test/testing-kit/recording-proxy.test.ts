@@ -12,36 +12,12 @@ import { Pool, ProxyAgent, request } from 'undici';
 import { createCallRecorder } from '../../src/testing/call-history.js';
 import { createRecordingProxy, type RecordingProxy } from '../../src/testing/recording-proxy.js';
 import { createTestOrigin, type TestOrigin } from '../../src/testing/test-origin.js';
+import { closedPort, ipv6Available, waitFor } from '../support/net.js';
 
 const TIMEOUT = { timeout: 20_000 };
 
 function basic(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-}
-
-async function waitFor(check: () => boolean, what: string, ms = 3_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-async function ipv6Available(): Promise<boolean> {
-  const server = net.createServer();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '::1', resolve);
-    });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    server.close();
-  }
 }
 
 interface RawResult {
@@ -118,19 +94,6 @@ function viaHttp(proxy: RecordingProxy, path: string, { headers = {}, agent }: V
     req.on('error', reject);
     req.end();
   });
-}
-
-/** A loopback port that nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  return port;
 }
 
 function tcpHandles(): number {

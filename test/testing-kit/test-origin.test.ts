@@ -11,36 +11,12 @@ import { Agent, Client, request } from 'undici';
 
 import { createSelfSignedCertificate, createTestCertificateAuthority } from '../../src/testing/certificates.js';
 import { createTestOrigin, type TestOrigin } from '../../src/testing/test-origin.js';
+import { ipv6Available, waitFor } from '../support/net.js';
 
 const TIMEOUT = { timeout: 20_000 };
 
-async function ipv6Available(): Promise<boolean> {
-  const server = net.createServer();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '::1', resolve);
-    });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    server.close();
-  }
-}
-
 function tcpHandles(): number {
   return process.getActiveResourcesInfo().filter((name) => name.startsWith('TCP')).length;
-}
-
-async function waitFor(check: () => boolean, what: string, ms = 3_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 interface Answer {
