@@ -34,6 +34,32 @@ export interface ConnectionTypeOptions {
   readonly ipBlocklist?: boolean | undefined;
 }
 
+/**
+ * One entry of the `proxyRules` option: requests to `hosts` go through `proxy` (or direct, for
+ * `null`), whatever `no_proxy` and the scheme's proxy say.
+ */
+export interface ProxyRuleOptions {
+  /** Hosts this rule applies to, in the `no_proxy` grammar (`*.onion`, `example.org, 10.0.0.0/8`, `*`). */
+  readonly hosts: string;
+  /** A proxy URL of any supported scheme (`socks5h://127.0.0.1:9050`, `http://127.0.0.1:4444`), or `null` for a direct connection. */
+  readonly proxy: string | null;
+  /** Extra CA certificates trusted for origins reached through this rule (added to the system CAs and `ca`). */
+  readonly ca?: CaInput | undefined;
+}
+
+/** A compiled `proxyRules` entry. Safe to print: its proxy redacts itself. */
+export interface CompiledProxyRule {
+  /** Position in `proxyRules`, from 0. */
+  readonly index: number;
+  /** The `hosts` value as written. */
+  readonly hosts: string;
+  readonly matcher: NoProxyMatcher;
+  /** The proxy of the rule, or `null` for direct. */
+  readonly proxy: ProxyEndpoint | null;
+  /** The rule's own extra origin CAs, when it has some. */
+  readonly ca: readonly (string | Buffer)[] | undefined;
+}
+
 /** Options of {@link compileEgressConfig} and `createEgress`. Every key is optional; `undefined` means "not given". */
 export interface EgressOptions {
   /** The environment to read proxy variables from. **Default:** `process.env`, read once. */
@@ -77,6 +103,13 @@ export interface EgressOptions {
   /** Receives warnings. **Default:** `console`. */
   readonly logger?: EgressLogger | undefined;
   /**
+   * Per-destination proxies, tried in order; the first rule whose `hosts` match the request's host
+   * decides its route, before `no_proxy` and the scheme's proxy. Applies to every connection type
+   * whose route is `proxy`, never to the always-direct types nor to types configured `direct`.
+   * Typical: `[{ hosts: '*.onion', proxy: 'socks5h://127.0.0.1:9050' }]`. **Default:** `[]`.
+   */
+  readonly proxyRules?: readonly ProxyRuleOptions[] | undefined;
+  /**
    * Turns off certificate verification of both the proxy and the origin. For tests against servers
    * with throwaway certificates only; logs a warning once per egress. **Default:** `false`.
    */
@@ -107,6 +140,8 @@ export interface EgressConfig {
   readonly ipFilter: IpFilter;
   /** The `lookup` option, when given; direct connections use `dns.lookup` otherwise. */
   readonly lookup: LookupFunction | undefined;
+  /** The compiled `proxyRules`, in order. */
+  readonly proxyRules: readonly CompiledProxyRule[];
 }
 
 const OPTION_KEYS: ReadonlySet<string> = new Set([
@@ -124,7 +159,9 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'ipBlocklist',
   'ipAllowlist',
   'lookup',
+  'proxyRules',
 ]);
+const RULE_KEYS: ReadonlySet<string> = new Set(['hosts', 'proxy', 'ca']);
 const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
@@ -170,6 +207,7 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
       compileIpRanges(options.ipAllowlist === undefined ? [] : options.ipAllowlist, 'ipAllowlist'),
     ),
     lookup: options.lookup,
+    proxyRules: compileProxyRules(options.proxyRules),
   };
   Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
   Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });
@@ -226,6 +264,33 @@ function validateOptionShape(options: EgressOptions): void {
   if (logger !== undefined && (typeof logger !== 'object' || logger === null || typeof (logger as { warn?: unknown }).warn !== 'function')) {
     throw optionError('logger', 'must be an object with a warn(message) method');
   }
+}
+
+function compileProxyRules(rules: EgressOptions['proxyRules']): readonly CompiledProxyRule[] {
+  if (rules === undefined) return Object.freeze([]);
+  const list: unknown = rules;
+  if (!Array.isArray(list)) throw optionError('proxyRules', 'must be an array of { hosts, proxy, ca? } rules');
+  return Object.freeze(
+    rules.map((rule, index): CompiledProxyRule => {
+      const path = `proxyRules[${String(index)}]`;
+      const entry: unknown = rule;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw optionError(path, 'must be an object { hosts, proxy, ca? }');
+      for (const key of Object.keys(rule)) {
+        if (!RULE_KEYS.has(key)) throw optionError(`${path}.${key}`, 'unknown option');
+      }
+      const hosts: unknown = rule.hosts;
+      if (typeof hosts !== 'string' || hosts.trim() === '') throw optionError(`${path}.hosts`, 'must be a non-empty string in the no_proxy grammar');
+      const proxy: unknown = rule.proxy;
+      if (proxy !== null && typeof proxy !== 'string') throw optionError(`${path}.proxy`, 'must be a proxy URL or null (direct)');
+      return Object.freeze({
+        index,
+        hosts,
+        matcher: compileNoProxy(hosts, `option ${path}.hosts`),
+        proxy: proxy === null ? null : parseProxyUrl(proxy, `option ${path}.proxy`),
+        ca: normaliseCa(rule.ca, `${path}.ca`),
+      });
+    }),
+  );
 }
 
 function normaliseCa(value: CaInput | undefined, name: string): readonly (string | Buffer)[] | undefined {
@@ -336,6 +401,7 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     insecureSkipVerify: config.insecureSkipVerify,
     ipBlocklist: config.ipFilter.blocklist.ranges.map((range) => range.entry),
     ipAllowlist: config.ipFilter.allowlist.ranges.map((range) => range.entry),
+    proxyRules: config.proxyRules.map((rule) => ({ hosts: rule.hosts, proxy: rule.proxy?.toJSON() ?? null, ca: rule.ca?.length ?? 0 })),
   };
 }
 
