@@ -150,7 +150,7 @@ export async function sendSocksConnect(socket: Socket, proxy: ProxyConnection, d
       timeout: proxy.timeout,
       existing_socket: socket,
     });
-    return tunnel as Socket;
+    return tunnel;
   } catch (error) {
     socket.destroy();
     if (signal?.aborted === true) {

@@ -249,7 +249,7 @@ describe('matrix-egress explain: credentials never appear in output (SPEC §7)',
   });
 
   const badEnvs: { name: string; env: Record<string, string>; variable: RegExp }[] = [
-    { name: 'socks5 scheme', env: { HTTPS_PROXY: `socks5://${userinfo}@p:1080` }, variable: /HTTPS_PROXY .*only HTTP\(S\) proxies are supported/ },
+    { name: 'socks4 scheme', env: { HTTPS_PROXY: `socks4://${userinfo}@p:1080` }, variable: /HTTPS_PROXY .*supported schemes are http/ },
     { name: 'bad port', env: { http_proxy: `http://${userinfo}@p:0` }, variable: /http_proxy .*port/ },
     { name: 'a path', env: { https_proxy: `https://${userinfo}@p:3128/path` }, variable: /https_proxy .*no path/ },
     { name: 'space in the password', env: { https_proxy: `http://${CANARY_USER}:${CANARY_PASSWORD} x@p:3128` }, variable: /https_proxy .*space/ },
@@ -333,7 +333,7 @@ describe('matrix-egress: the dispatcher', () => {
     stdout = '';
     assert.equal(await main(['--version'], io), 0);
     assert.match(stdout, /^\d+\.\d+\.\d+/);
-    assert.equal(await main(['explain', 'push', 'https://x/'], { ...io, env: { https_proxy: 'socks5://p' } }), 2);
+    assert.equal(await main(['explain', 'push', 'https://x/'], { ...io, env: { https_proxy: 'socks4://p' } }), 2);
     assert.match(stderr, /^matrix-egress: https_proxy /);
   });
 });

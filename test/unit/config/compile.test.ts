@@ -57,7 +57,7 @@ describe('compileEgressConfig', () => {
 
   it('names the variable in errors, with credentials redacted', () => {
     assert.throws(
-      () => compileEgressConfig({ env: { HTTPS_PROXY: 'socks5://bob:hunter2@p:1080' } }),
+      () => compileEgressConfig({ env: { HTTPS_PROXY: 'socks4://bob:hunter2@p:1080' } }),
       (error: unknown) => {
         assert.ok(error instanceof ProxyConfigError);
         assert.match(error.message, /^HTTPS_PROXY/);
