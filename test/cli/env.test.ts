@@ -54,6 +54,7 @@ describe('matrix-egress env --json', () => {
       'insecureSkipVerify',
       'ipBlocklist',
       'ipAllowlist',
+      'proxyRules',
       'disabled',
       'ignored',
     ]);

@@ -37,7 +37,7 @@ function assertUsageFailure(run: Run, pattern: RegExp): void {
   assert.match(run.stderr, pattern);
 }
 
-const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched'];
+const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched', 'reasonCode', 'rule'];
 
 const ENV = {
   http_proxy: 'http://hp.example:3128',
@@ -57,6 +57,8 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
         proxy: 'http://sp.example:3129',
         reason: `${type} traffic to https URLs goes through HTTPS_PROXY`,
         matched: null,
+        reasonCode: 'proxy',
+        rule: null,
       });
 
       const http = onlyJson(runBin(['explain', type, 'http://remote.example/', '--json'], ENV));
@@ -69,7 +71,7 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
     it(`${type}: always direct, whatever the proxy variables say`, () => {
       for (const url of ['https://remote.example/', 'http://remote.example/', 'http://10.0.0.1/']) {
         const json = onlyJson(runBin(['explain', type, url, '--json'], ENV));
-        assert.deepEqual(json, { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy`, matched: null });
+        assert.deepEqual(json, { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy`, matched: null, reasonCode: 'always-direct', rule: null });
       }
     });
   }
