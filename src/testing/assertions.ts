@@ -64,7 +64,8 @@ const RECORDING_PROXY_VIA = 'matrix-egress-recording-proxy';
 /** Query parameters whose values are secrets in Matrix and common web APIs; shown as `***`. */
 const SECRET_QUERY_PARAMETERS = /([?&;](?:access_token|token|password|secret)=)[^&;#]*/gi;
 
-function fail(message: string, stackStartFn: (...args: never[]) => unknown): never {
+/** @internal Shared with the SOCKS assertions. */
+export function fail(message: string, stackStartFn: (...args: never[]) => unknown): never {
   // No `actual`/`expected`: runners print those as a diff, and a ProxyCall holds a password.
   throw new AssertionError({ message, stackStartFn });
 }
@@ -106,8 +107,11 @@ function checkMatch(name: string, match: unknown): asserts match is ProxyCallMat
   if (method !== undefined) checkString(name, '`method`', method);
 }
 
-/** Lowercase, no brackets, IPv6 in its canonical (RFC 5952) spelling so `::1` equals `0::1`. */
-function canonicalHost(host: string): string {
+/**
+ * Lowercase, no brackets, IPv6 in its canonical (RFC 5952) spelling so `::1` equals `0::1`.
+ * @internal Shared with the SOCKS assertions.
+ */
+export function canonicalHost(host: string): string {
   let bare = host.toLowerCase();
   if (bare.startsWith('[') && bare.endsWith(']')) bare = bare.slice(1, -1);
   if (isIPv6(bare)) {

@@ -26,3 +26,17 @@ export {
   expectTunnel,
 } from './assertions.js';
 export type { ForwardedMatch, OriginRequestMatch, ProxyCallMatch } from './assertions.js';
+export { createRecordingSocksProxy, socksReplyName } from './socks-proxy.js';
+export type {
+  RecordingSocksProxy,
+  RecordingSocksProxyOptions,
+  SocksAddressType,
+  SocksAuthenticator,
+  SocksCall,
+  SocksCallOutcome,
+  SocksConnectFailure,
+  SocksCredentials,
+  SocksFailureInjection,
+} from './socks-proxy.js';
+export { describeSocksCall, expectNoSocksCall, expectSocksAddress, expectSocksAuth, expectSocksName } from './socks-assertions.js';
+export type { SocksAuthMatch, SocksCallMatch } from './socks-assertions.js';
