@@ -23,7 +23,7 @@ import {
   type CallPredicate,
   type FilterCallsOptions,
 } from './call-history.js';
-import { checkLoopbackHost, checkPort } from './recording-proxy.js';
+import { checkLoopbackHost, checkPort } from './listen-options.js';
 import { closeServer, destroySockets } from './sockets.js';
 import {
   AddressTypeError,
