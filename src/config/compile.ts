@@ -44,6 +44,11 @@ export interface EgressOptions {
   readonly httpsProxy?: string | null | undefined;
   /** Hosts that go direct. Wins over `no_proxy`; `null` or `""` means none. */
   readonly noProxy?: string | null | undefined;
+  /**
+   * Refuse a `no_proxy` entry that is not understood with a {@link ProxyConfigError} instead of
+   * skipping it with a warning. **Default:** `false` (tolerant: other tools share the variable).
+   */
+  readonly strictNoProxy?: boolean | undefined;
   /** Route overrides for built-in types and registration of new types. */
   readonly connectionTypes?: Readonly<Record<string, ConnectionTypeOptions>> | undefined;
   /** Extra CA certificates trusted for origins (added to the system CAs). */
@@ -114,6 +119,7 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'httpProxy',
   'httpsProxy',
   'noProxy',
+  'strictNoProxy',
   'connectionTypes',
   'ca',
   'proxyCa',
@@ -146,7 +152,12 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
   const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
   const httpsProxy = resolveProxy(options.httpsProxy, 'httpsProxy', raw.httpsProxy);
   const noProxyValue = resolveValue(options.noProxy, 'noProxy', raw.noProxy);
-  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy');
+  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy', {
+    strict: options.strictNoProxy ?? false,
+  });
+  const logger = options.logger ?? console;
+  // One warning per skipped entry, once per egress (docs/configuration.md#tolerant-no_proxy).
+  for (const warning of noProxy.warnings) logger.warn(`matrix-egress: ${warning}`);
 
   const config: EgressConfig = {
     httpProxy: httpProxy?.endpoint,
@@ -155,14 +166,14 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
     sources: Object.freeze({
       httpProxy: httpProxy?.source,
       httpsProxy: httpsProxy?.source,
-      noProxy: noProxyValue !== undefined && !noProxy.isEmpty ? noProxyValue.source : undefined,
+      noProxy: noProxyValue !== undefined && !(noProxy.isEmpty && noProxy.skipped.length === 0) ? noProxyValue.source : undefined,
     }),
     connectionTypes: compileConnectionTypes(options.connectionTypes),
     ca: normaliseCa(options.ca, 'ca'),
     proxyCa: normaliseCa(options.proxyCa, 'proxyCa'),
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
     headersTimeout: options.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT,
-    logger: options.logger ?? console,
+    logger,
     insecureSkipVerify: options.useInsecureSslClientJustForTestingDoNotUse ?? false,
     ipFilter: new IpFilter(
       // `null` is refused, not read as "default": for a blocklist the two readings are opposites.
@@ -214,9 +225,9 @@ function validateOptionShape(options: EgressOptions): void {
       throw optionError(key, 'must be a positive whole number of milliseconds');
     }
   }
-  const insecure: unknown = options.useInsecureSslClientJustForTestingDoNotUse;
-  if (insecure !== undefined && typeof insecure !== 'boolean') {
-    throw optionError('useInsecureSslClientJustForTestingDoNotUse', 'must be a boolean');
+  for (const key of ['useInsecureSslClientJustForTestingDoNotUse', 'strictNoProxy'] as const) {
+    const flag: unknown = options[key];
+    if (flag !== undefined && typeof flag !== 'boolean') throw optionError(key, 'must be a boolean');
   }
   const lookup: unknown = options.lookup;
   if (lookup !== undefined && typeof lookup !== 'function') {
@@ -327,7 +338,11 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
   return {
     httpProxy: config.httpProxy?.toJSON() ?? null,
     httpsProxy: config.httpsProxy?.toJSON() ?? null,
-    noProxy: { source: config.sources.noProxy ?? null, entries: config.noProxy.rules.map((rule) => rule.entry) },
+    noProxy: {
+      source: config.sources.noProxy ?? null,
+      entries: config.noProxy.rules.map((rule) => rule.entry),
+      skipped: config.noProxy.skipped.map(({ position, entry, problem }) => ({ position, entry, problem })),
+    },
     connectionTypes: Object.fromEntries([...config.connectionTypes].map(([name, p]) => [name, { route: p.route, ipBlocklist: p.ipBlocklist }])),
     ca: config.ca === undefined ? 0 : config.ca.length,
     proxyCa: config.proxyCa === undefined ? 0 : config.proxyCa.length,
