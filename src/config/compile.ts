@@ -9,6 +9,7 @@ import { ProxyConfigError } from '../errors.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from './env.js';
 import { parseProxyUrl, type ProxyEndpoint } from './proxy-url.js';
 import { compileNoProxy, type NoProxyMatcher } from './no-proxy.js';
+import { mergeConfigFile } from './config-file.js';
 import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../policy/connection-types.js';
 import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
 import { IpFilter } from '../ssrf/ip-filter.js';
@@ -36,6 +37,11 @@ export interface ConnectionTypeOptions {
 
 /** Options of {@link compileEgressConfig} and `createEgress`. Every key is optional; `undefined` means "not given". */
 export interface EgressOptions {
+  /**
+   * A JSON configuration file (docs/configuration.md#the-configuration-file) read once, synchronously.
+   * Options given in code win per key over the file; the file wins over the environment variables.
+   */
+  readonly configFile?: string | undefined;
   /** The environment to read proxy variables from. **Default:** `process.env`, read once. */
   readonly env?: EnvRecord | undefined;
   /** Proxy for `http://` URLs. Wins over `http_proxy`; `null` or `""` disables it. */
@@ -114,7 +120,9 @@ export interface EgressConfig {
   readonly lookup: LookupFunction | undefined;
 }
 
-const OPTION_KEYS: ReadonlySet<string> = new Set([
+/** Every key of {@link EgressOptions}; the configuration file accepts the data-valued ones. */
+export const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'configFile',
   'env',
   'httpProxy',
   'httpsProxy',
@@ -145,8 +153,9 @@ export const DEFAULT_HEADERS_TIMEOUT = 60_000;
  * return a frozen configuration. Mutating `options` or the env record afterwards changes nothing.
  * @throws {@link ProxyConfigError} for any invalid value, naming the variable or option path.
  */
-export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
-  validateOptionShape(options);
+export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressConfig {
+  validateOptionShape(givenOptions);
+  const options = givenOptions.configFile === undefined ? givenOptions : mergeConfigFile({ ...givenOptions, configFile: givenOptions.configFile });
   const raw = readProxyEnv(options.env ?? process.env);
 
   const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
