@@ -305,7 +305,8 @@ function compileProxyRules(rules: EgressOptions['proxyRules']): readonly Compile
       return Object.freeze({
         index,
         hosts,
-        matcher: compileNoProxy(hosts, `option ${path}.hosts`),
+        // Strict, unlike no_proxy: a skipped entry would silently send its hosts elsewhere (fail closed, SPEC §1).
+        matcher: compileNoProxy(hosts, `option ${path}.hosts`, { strict: true }),
         proxy: proxy === null ? null : parseProxyUrl(proxy, `option ${path}.proxy`),
         ca: normaliseCa(rule.ca, `${path}.ca`),
       });
