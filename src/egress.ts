@@ -13,7 +13,7 @@ import { routingProfile, type ConnectionType, type ConnectionTypePolicy } from '
 import { decideRoute, policyOf, route, type RouteDecision } from './policy/route.js';
 import { ConnectionPools } from './dispatch/pools.js';
 import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispatcher.js';
-import { tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
+import { ruleOriginTls, tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
 import { assertHostAllowed } from './ssrf/connect.js';
@@ -56,6 +56,8 @@ class EgressImpl implements Egress, ChildSelector {
   readonly config: EgressConfig;
   readonly #tls: TlsSettings;
   readonly #pools: ConnectionPools;
+  /** Pools of the `proxyRules` entries that carry their own origin `ca`, by rule index. */
+  readonly #rulePools = new Map<number, ConnectionPools>();
   readonly #agents: HttpAgents;
   readonly #dispatchers = new Map<string, RoutingDispatcher>();
   readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, Dispatcher>>();
@@ -65,7 +67,10 @@ class EgressImpl implements Egress, ChildSelector {
     this.config = config;
     this.#tls = tlsSettingsFor(config);
     this.#pools = new ConnectionPools(config, this.#tls);
-    this.#agents = new HttpAgents(config, this.#tls, this.#pools);
+    for (const rule of config.proxyRules) {
+      if (rule.ca !== undefined) this.#rulePools.set(rule.index, new ConnectionPools(config, { proxy: this.#tls.proxy, origin: ruleOriginTls(config, rule.ca) }));
+    }
+    this.#agents = new HttpAgents(config, this.#tls, this.#pools, this.#rulePools);
   }
 
   get closed(): boolean {
@@ -82,14 +87,17 @@ class EgressImpl implements Egress, ChildSelector {
     // host name is checked on the addresses it resolves to, by the checked direct agent).
     if (policy.ipBlocklist && target.ip !== undefined) assertHostAllowed(this.config.ipFilter, target.host);
     const decision = decideRoute(this.config, policy.name, target);
+    const pools = (decision.rule === null ? undefined : this.#rulePools.get(decision.rule.index)) ?? this.#pools;
     const child =
       decision.proxy === null
         ? policy.ipBlocklist
-          ? this.#pools.checkedDirect()
-          : this.#pools.direct()
-        : target.scheme === 'https'
-          ? this.#pools.tunnel(decision.proxy)
-          : this.#pools.forwarder(decision.proxy);
+          ? pools.checkedDirect()
+          : pools.direct()
+        : decision.proxy.isSocks
+          ? pools.socks(decision.proxy, policy.ipBlocklist)
+          : target.scheme === 'https'
+            ? pools.tunnel(decision.proxy)
+            : pools.forwarder(decision.proxy);
     if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, Dispatcher>()));
     if (byOrigin.size >= MAX_CACHED_ORIGINS) byOrigin.clear();
     byOrigin.set(key, child);
@@ -139,12 +147,16 @@ class EgressImpl implements Egress, ChildSelector {
   }
 
   close(): Promise<void> {
-    this.#ending ??= Promise.all([this.#pools.close(), this.#agents.close()]).then(() => undefined);
+    this.#ending ??= Promise.all([this.#pools.close(), ...[...this.#rulePools.values()].map((pools) => pools.close()), this.#agents.close()]).then(() => undefined);
     return this.#ending;
   }
 
   destroy(error?: Error): Promise<void> {
-    const destroying = Promise.all([this.#pools.destroy(error ?? null), this.#agents.close()]).then(() => undefined);
+    const destroying = Promise.all([
+      this.#pools.destroy(error ?? null),
+      ...[...this.#rulePools.values()].map((pools) => pools.destroy(error ?? null)),
+      this.#agents.close(),
+    ]).then(() => undefined);
     this.#ending ??= destroying;
     return destroying;
   }

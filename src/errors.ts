@@ -92,29 +92,60 @@ export class UnknownConnectionTypeError extends EgressError {
   }
 }
 
-/** The proxy answered CONNECT (or a forwarded request) with a non-2xx status. */
+/**
+ * The names of the SOCKS5 reply codes (RFC 1928 §6), as our messages print them. X'09' to X'FF' are
+ * unassigned.
+ */
+export const SOCKS5_REPLY_NAMES: Readonly<Record<number, string>> = Object.freeze({
+  1: 'general SOCKS server failure',
+  2: 'connection not allowed by ruleset',
+  3: 'network unreachable',
+  4: 'host unreachable',
+  5: 'connection refused',
+  6: 'TTL expired',
+  7: 'command not supported',
+  8: 'address type not supported',
+});
+
+/** `SOCKS reply 0x04 host unreachable`. */
+function describeSocksReply(reply: number): string {
+  return `SOCKS reply 0x${reply.toString(16).padStart(2, '0')} ${SOCKS5_REPLY_NAMES[reply] ?? 'unassigned'}`;
+}
+
+/**
+ * The proxy answered CONNECT (or a forwarded request) with a non-2xx status, or a SOCKS5 proxy
+ * answered its CONNECT command with a non-zero reply code (`socksReply`).
+ */
 export class ProxyConnectError extends EgressError {
   override readonly name: string = 'ProxyConnectError';
   declare readonly code: 'ERR_EGRESS_PROXY_CONNECT' | 'ERR_EGRESS_PROXY_AUTH';
-  /** HTTP status the proxy answered with. */
+  /**
+   * HTTP status the proxy answered with. For a SOCKS5 proxy, which has no HTTP status: `0` when the
+   * CONNECT command was refused (see `socksReply`), `407` when authentication was refused.
+   */
   readonly statusCode: number;
   /** The proxy, redacted (`http://host:port`). */
   readonly proxy: string;
   /** The target `host:port` of the tunnel or forwarded request. */
   readonly target: string;
+  /** The non-zero SOCKS5 reply code (RFC 1928 §6, 1 to 8) when a SOCKS5 proxy refused the CONNECT command; otherwise `undefined`. */
+  readonly socksReply: number | undefined;
 
   constructor(
     proxy: string,
     target: string,
     statusCode: number,
-    options?: { cause?: unknown; code?: 'ERR_EGRESS_PROXY_AUTH'; detail?: string; forwarded?: boolean },
+    options?: { cause?: unknown; code?: 'ERR_EGRESS_PROXY_AUTH'; detail?: string; forwarded?: boolean; socksReply?: number; socks?: boolean },
   ) {
     const detail = options?.detail === undefined ? '' : `; ${options.detail}`;
     const what = options?.forwarded === true ? `a forwarded request to ${target}` : `CONNECT to ${target}`;
-    super(options?.code ?? 'ERR_EGRESS_PROXY_CONNECT', `Proxy ${proxy} refused ${what} with status ${statusCode}${detail}`, options);
+    const how =
+      options?.socksReply !== undefined ? ` with ${describeSocksReply(options.socksReply)}` : options?.socks === true ? '' : ` with status ${String(statusCode)}`;
+    super(options?.code ?? 'ERR_EGRESS_PROXY_CONNECT', `Proxy ${proxy} refused ${what}${how}${detail}`, options);
     this.statusCode = statusCode;
     this.proxy = proxy;
     this.target = target;
+    this.socksReply = options?.socksReply;
   }
 }
 
@@ -125,15 +156,22 @@ export class ProxyAuthenticationError extends ProxyConnectError {
   /** The realm from `Proxy-Authenticate`, when the proxy sent one. */
   readonly realm: string | undefined;
 
-  /** @param forwarded True when the 407 answered a forwarded plain-http request rather than CONNECT. */
-  constructor(proxy: string, target: string, realm: string | undefined, hadCredentials: boolean, forwarded = false) {
-    const detail = hadCredentials
+  /**
+   * @param forwarded True when the 407 answered a forwarded plain-http request rather than CONNECT.
+   * @param socks True when a SOCKS5 proxy refused the authentication methods offered or the RFC 1929
+   * user name and password (there is no HTTP status then; `statusCode` is still 407).
+   */
+  constructor(proxy: string, target: string, realm: string | undefined, hadCredentials: boolean, forwarded = false, socks = false) {
+    const refusal = socks ? 'SOCKS5 authentication failed' : undefined;
+    const reason = hadCredentials
       ? 'the proxy rejected the configured credentials'
       : 'the proxy requires credentials and none are configured';
+    const detail = refusal === undefined ? reason : `${refusal}: ${reason}`;
     super(proxy, target, 407, {
       code: 'ERR_EGRESS_PROXY_AUTH',
       detail: realm === undefined ? detail : `${detail} (realm ${JSON.stringify(realm)})`,
       forwarded,
+      socks,
     });
     this.realm = realm;
   }

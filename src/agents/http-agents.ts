@@ -30,8 +30,9 @@ import type { EgressConfig } from '../config/compile.js';
 import type { ProxyEndpoint } from '../config/proxy-url.js';
 import type { ConnectionPools } from '../dispatch/pools.js';
 import { TlsSessionCache } from '../dispatch/session-cache.js';
-import { serverNameFor, type TlsSettings } from '../dispatch/tls.js';
+import { serverNameFor, type HopTls, type TlsSettings } from '../dispatch/tls.js';
 import { authorityOf, openProxySocket, openTunnel } from '../dispatch/tunnel.js';
+import { openSocksTunnel } from '../dispatch/socks.js';
 import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
 import { targetFromHostPort, type Target } from '../match/target.js';
 import { assertHostAllowed, createCheckedLookup } from '../ssrf/connect.js';
@@ -73,6 +74,8 @@ interface AgentContext {
   readonly pools: ConnectionPools;
   /** Aborted when the egress closes: in-flight connects stop, new requests fail with {@link EgressClosedError}. */
   readonly lifetime: AbortSignal;
+  /** Pools of the `proxyRules` entries with their own origin `ca`, by rule index. */
+  readonly rulePools?: ReadonlyMap<number, ConnectionPools> | undefined;
 }
 
 /** Where one request goes. */
@@ -82,6 +85,8 @@ interface RequestRoute {
   readonly proxy: ProxyEndpoint | null;
   /** A Unix socket the caller asked for with `socketPath`: always direct, as nothing leaves the machine. */
   readonly socketPath: string | undefined;
+  /** The origin TLS of the `proxyRules` entry that chose this route, when it has its own `ca`. */
+  readonly originTls?: HopTls | undefined;
 }
 
 /** The shared half of both agents: per-request routing, header refusal, close, redacted inspect. */
@@ -121,8 +126,9 @@ abstract class RoutingAgent extends AgentBase {
     let route = this.#routes.get(key);
     if (route === undefined) {
       const target = targetFromHostPort(this.#scheme, host, port);
-      const { proxy } = decideRoute(this.#context.config, this.#context.policy.name, target);
-      route = { target, proxy, socketPath: undefined };
+      const { proxy, rule } = decideRoute(this.#context.config, this.#context.policy.name, target);
+      const originTls = rule === null ? undefined : this.#context.rulePools?.get(rule.index)?.originTls;
+      route = { target, proxy, socketPath: undefined, ...(originTls !== undefined && { originTls }) };
       if (this.#routes.size >= MAX_CACHED_ROUTES) this.#routes.clear();
       this.#routes.set(key, route);
     }
@@ -186,6 +192,17 @@ abstract class RoutingAgent extends AgentBase {
     return this.#context.tls;
   }
 
+  /**
+   * @internal A SOCKS5 tunnel to the route's origin (./../dispatch/socks.ts): `socks5://` names are
+   * resolved by the egress's resolver, checked against the IP blocklist for checked types.
+   */
+  protected openSocks(route: RequestRoute, proxy: ProxyEndpoint, secure: boolean, servername: string | undefined, signal: AbortSignal, sessions?: TlsSessionCache): Promise<Socket> {
+    const { pools, policy } = this.#context;
+    const resolve = proxy.protocol === 'socks5:' ? pools.socksResolver(policy.ipBlocklist) : undefined;
+    const target = { hostname: route.target.host, port: route.target.port, secure, servername };
+    return openSocksTunnel(pools.proxyConnection(proxy), target, route.originTls ?? this.tls.origin, resolve, signal, sessions);
+  }
+
   /** @internal */
   protected get connectTimeout(): number {
     return this.#context.config.connectTimeout;
@@ -244,7 +261,8 @@ class EgressHttpAgent extends RoutingAgent {
     if (options !== undefined) {
       try {
         const { proxy } = this.routeOf(options);
-        if (proxy !== null) return `proxy ${proxy.url}`;
+        // A SOCKS tunnel leads to one origin: those pool per origin, as direct connections do.
+        if (proxy !== null && !proxy.isSocks) return `proxy ${proxy.url}`;
       } catch {
         // A request whose route cannot be decided was already failed in addRequest.
       }
@@ -253,11 +271,13 @@ class EgressHttpAgent extends RoutingAgent {
   }
 
   protected override prepareRequest(req: ClientRequest, route: RequestRoute): void {
-    if (route.proxy !== null) forwardInAbsoluteForm(req, route.target, route.proxy);
+    if (route.proxy !== null && !route.proxy.isSocks) forwardInAbsoluteForm(req, route.target, route.proxy);
   }
 
   protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket> {
     const { proxy } = route;
+    // Inside a SOCKS tunnel the origin gets origin-form requests, as on a direct connection (SPEC §9).
+    if (proxy?.isSocks === true) return this.openSocks(route, proxy, false, undefined, signal);
     if (proxy !== null) {
       // Proxy-Authorization goes on this socket's writes, never into the ClientRequest (forwarding.ts).
       return openProxySocket(this.pools.proxyConnection(proxy), signal).then((socket) => carryProxyCredentials(socket, proxy));
@@ -283,7 +303,8 @@ class EgressHttpsAgent extends RoutingAgent {
   protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket> {
     const { target, proxy } = route;
     const servername = serverNameOf(options, target);
-    const originTls = this.tls.origin;
+    const originTls = route.originTls ?? this.tls.origin;
+    if (proxy?.isSocks === true) return this.openSocks(route, proxy, true, servername, signal, this.#sessions);
     if (proxy !== null) {
       // Our CONNECT, not https-proxy-agent's: that one hands a non-200 proxy answer to the caller as the origin's.
       return openTunnel(
@@ -455,11 +476,14 @@ export class HttpAgents {
   readonly #https = new Map<string, EgressHttpsAgent>();
   #closing: Promise<void> | undefined;
 
+  readonly #rulePools: ReadonlyMap<number, ConnectionPools> | undefined;
+
   /** @internal Built by `createEgress`. */
-  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools) {
+  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools, rulePools?: ReadonlyMap<number, ConnectionPools>) {
     this.#config = config;
     this.#tls = tls;
     this.#pools = pools;
+    this.#rulePools = rulePools;
     // Every in-flight connect listens on this one signal.
     setMaxListeners(0, this.#lifetime.signal);
   }
@@ -488,7 +512,7 @@ export class HttpAgents {
     const key = routingProfile(policy);
     let agent = cache.get(key);
     if (agent === undefined) {
-      agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal });
+      agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal, rulePools: this.#rulePools });
       cache.set(key, agent);
     }
     return agent;

@@ -135,6 +135,17 @@ function describeNoProxy(config: EgressConfig, chosen: RawEnvValue | undefined):
   return [`${count} (from ${config.sources.noProxy ?? 'no_proxy'})`, ...entries].join('\n');
 }
 
+/** One line per `proxyRules` entry, in order: hosts → proxy (redacted) or direct. */
+function describeProxyRules(config: EgressConfig): string {
+  return config.proxyRules
+    .map((rule) => {
+      const via = rule.proxy === null ? 'direct' : `${rule.proxy.url}${rule.proxy.hasCredentials ? ' (with credentials)' : ''}`;
+      const ca = rule.ca === undefined ? '' : `, ${String(rule.ca.length)} extra CA${rule.ca.length === 1 ? '' : 's'}`;
+      return `${String(rule.index).padStart(2)}  ${rule.hosts} → ${via}${ca}`;
+    })
+    .join('\n');
+}
+
 function describeSelection(policy: ConnectionTypePolicy): string {
   if (policy.alwaysDirect) return 'none, always direct';
   if (policy.route === 'direct') return 'none, route set to direct';
@@ -147,6 +158,7 @@ function describe(config: EgressConfig, raw: RawProxyEnv, ignored: readonly Igno
     ['https_proxy', describeProxy(config.httpsProxy, raw.httpsProxy, 'https')],
     ['no_proxy', describeNoProxy(config, raw.noProxy)],
   ];
+  if (config.proxyRules.length > 0) rows.push(['proxy rules', describeProxyRules(config)]);
   if (ignored.length > 0) rows.push(['ignored', ignored.map((i) => `${i.variable}: ${i.reason}`).join('\n')]);
   const types = [...config.connectionTypes.values()].map((p) => [p.name, p.route, p.ipBlocklist ? 'yes' : 'no', describeSelection(p)]);
   return `${formatRows(rows)}\n${formatTable(['type', 'route', 'ip blocklist', 'proxy'], types)}`;

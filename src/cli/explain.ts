@@ -42,7 +42,8 @@ ${wrap(DIRECT_CONNECTION_TYPES, '             ')}
 
 Options:
   --json       print one JSON object:
-               {"type", "url", "route", "proxy", "reason", "matched"}
+               {"type", "url", "route", "proxy", "reason", "matched",
+                "reasonCode", "rule"}
   -h, --help   show this help
 
 Exit status: 0 when a decision was made (proxy or direct); 2 for a bad
@@ -60,6 +61,10 @@ export interface ExplainJson {
   readonly reason: string;
   /** The `no_proxy` entry, as written, that sent the connection direct; otherwise `null`. */
   readonly matched: string | null;
+  /** Why, as a stable code (`proxy`, `no-proxy-match`, `proxy-rule`, …). */
+  readonly reasonCode: RouteDecision['reasonCode'];
+  /** The `proxyRules` entry that decided the route (`index`, `hosts`, the `entry` that matched); otherwise `null`. */
+  readonly rule: RouteDecision['rule'];
 }
 
 /** Run the command. Library errors (bad type, URL or proxy variable) propagate to the dispatcher. */
@@ -85,16 +90,17 @@ export function run(argv: readonly string[], io: CliIo): number {
       ? 'none (direct)'
       : `${proxy.url} (from ${proxy.source}${proxy.hasCredentials ? ', with credentials' : ''})`;
   const matched = decision.matched === null ? 'none' : `${decision.matched} (from ${config.sources.noProxy ?? 'no_proxy'})`;
-  io.stdout.write(
-    formatRows([
-      ['type', json.type],
-      ['url', json.url],
-      ['route', json.route],
-      ['proxy', via],
-      ['reason', json.reason],
-      ['matched', matched],
-    ]),
-  );
+  const rows: [string, string][] = [
+    ['type', json.type],
+    ['url', json.url],
+    ['route', json.route],
+    ['proxy', via],
+    ['reason', json.reason],
+    ['matched', matched],
+  ];
+  const { rule } = decision;
+  if (rule !== null) rows.push(['rule', `proxyRules[${String(rule.index)}] hosts "${rule.hosts}" (entry "${rule.entry}" matched)`]);
+  io.stdout.write(formatRows(rows));
   return EXIT.ok;
 }
 
@@ -106,6 +112,8 @@ function toJson(decision: RouteDecision, url: string): ExplainJson {
     proxy: decision.proxy?.url ?? null,
     reason: decision.reason,
     matched: decision.matched,
+    reasonCode: decision.reasonCode,
+    rule: decision.rule,
   };
 }
 

@@ -9,6 +9,7 @@ import { ProxyConfigError } from '../errors.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from './env.js';
 import { parseProxyUrl, type ProxyEndpoint } from './proxy-url.js';
 import { compileNoProxy, type NoProxyMatcher } from './no-proxy.js';
+import { mergeConfigFile } from './config-file.js';
 import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../policy/connection-types.js';
 import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
 import { IpFilter } from '../ssrf/ip-filter.js';
@@ -34,8 +35,39 @@ export interface ConnectionTypeOptions {
   readonly ipBlocklist?: boolean | undefined;
 }
 
+/**
+ * One entry of the `proxyRules` option: requests to `hosts` go through `proxy` (or direct, for
+ * `null`), whatever `no_proxy` and the scheme's proxy say.
+ */
+export interface ProxyRuleOptions {
+  /** Hosts this rule applies to, in the `no_proxy` grammar (`*.onion`, `example.org, 10.0.0.0/8`, `*`). */
+  readonly hosts: string;
+  /** A proxy URL of any supported scheme (`socks5h://127.0.0.1:9050`, `http://127.0.0.1:4444`), or `null` for a direct connection. */
+  readonly proxy: string | null;
+  /** Extra CA certificates trusted for origins reached through this rule (added to the system CAs and `ca`). */
+  readonly ca?: CaInput | undefined;
+}
+
+/** A compiled `proxyRules` entry. Safe to print: its proxy redacts itself. */
+export interface CompiledProxyRule {
+  /** Position in `proxyRules`, from 0. */
+  readonly index: number;
+  /** The `hosts` value as written. */
+  readonly hosts: string;
+  readonly matcher: NoProxyMatcher;
+  /** The proxy of the rule, or `null` for direct. */
+  readonly proxy: ProxyEndpoint | null;
+  /** The rule's own extra origin CAs, when it has some. */
+  readonly ca: readonly (string | Buffer)[] | undefined;
+}
+
 /** Options of {@link compileEgressConfig} and `createEgress`. Every key is optional; `undefined` means "not given". */
 export interface EgressOptions {
+  /**
+   * A JSON configuration file (docs/configuration.md#the-configuration-file) read once, synchronously.
+   * Options given in code win per key over the file; the file wins over the environment variables.
+   */
+  readonly configFile?: string | undefined;
   /** The environment to read proxy variables from. **Default:** `process.env`, read once. */
   readonly env?: EnvRecord | undefined;
   /** Proxy for `http://` URLs. Wins over `http_proxy`; `null` or `""` disables it. */
@@ -44,6 +76,11 @@ export interface EgressOptions {
   readonly httpsProxy?: string | null | undefined;
   /** Hosts that go direct. Wins over `no_proxy`; `null` or `""` means none. */
   readonly noProxy?: string | null | undefined;
+  /**
+   * Refuse a `no_proxy` entry that is not understood with a {@link ProxyConfigError} instead of
+   * skipping it with a warning. **Default:** `false` (tolerant: other tools share the variable).
+   */
+  readonly strictNoProxy?: boolean | undefined;
   /** Route overrides for built-in types and registration of new types. */
   readonly connectionTypes?: Readonly<Record<string, ConnectionTypeOptions>> | undefined;
   /** Extra CA certificates trusted for origins (added to the system CAs). */
@@ -77,6 +114,13 @@ export interface EgressOptions {
   /** Receives warnings. **Default:** `console`. */
   readonly logger?: EgressLogger | undefined;
   /**
+   * Per-destination proxies, tried in order; the first rule whose `hosts` match the request's host
+   * decides its route, before `no_proxy` and the scheme's proxy. Applies to every connection type
+   * whose route is `proxy`, never to the always-direct types nor to types configured `direct`.
+   * Typical: `[{ hosts: '*.onion', proxy: 'socks5h://127.0.0.1:9050' }]`. **Default:** `[]`.
+   */
+  readonly proxyRules?: readonly ProxyRuleOptions[] | undefined;
+  /**
    * Turns off certificate verification of both the proxy and the origin. For tests against servers
    * with throwaway certificates only; logs a warning once per egress. **Default:** `false`.
    */
@@ -107,13 +151,18 @@ export interface EgressConfig {
   readonly ipFilter: IpFilter;
   /** The `lookup` option, when given; direct connections use `dns.lookup` otherwise. */
   readonly lookup: LookupFunction | undefined;
+  /** The compiled `proxyRules`, in order. */
+  readonly proxyRules: readonly CompiledProxyRule[];
 }
 
-const OPTION_KEYS: ReadonlySet<string> = new Set([
+/** Every key of {@link EgressOptions}; the configuration file accepts the data-valued ones. */
+export const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'configFile',
   'env',
   'httpProxy',
   'httpsProxy',
   'noProxy',
+  'strictNoProxy',
   'connectionTypes',
   'ca',
   'proxyCa',
@@ -124,7 +173,9 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'ipBlocklist',
   'ipAllowlist',
   'lookup',
+  'proxyRules',
 ]);
+const RULE_KEYS: ReadonlySet<string> = new Set(['hosts', 'proxy', 'ca']);
 const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
@@ -139,14 +190,20 @@ export const DEFAULT_HEADERS_TIMEOUT = 60_000;
  * return a frozen configuration. Mutating `options` or the env record afterwards changes nothing.
  * @throws {@link ProxyConfigError} for any invalid value, naming the variable or option path.
  */
-export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
-  validateOptionShape(options);
+export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressConfig {
+  validateOptionShape(givenOptions);
+  const options = givenOptions.configFile === undefined ? givenOptions : mergeConfigFile({ ...givenOptions, configFile: givenOptions.configFile });
   const raw = readProxyEnv(options.env ?? process.env);
 
   const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
   const httpsProxy = resolveProxy(options.httpsProxy, 'httpsProxy', raw.httpsProxy);
   const noProxyValue = resolveValue(options.noProxy, 'noProxy', raw.noProxy);
-  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy');
+  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy', {
+    strict: options.strictNoProxy ?? false,
+  });
+  const logger = options.logger ?? console;
+  // One warning per skipped entry, once per egress (docs/configuration.md#tolerant-no_proxy).
+  for (const warning of noProxy.warnings) logger.warn(`matrix-egress: ${warning}`);
 
   const config: EgressConfig = {
     httpProxy: httpProxy?.endpoint,
@@ -155,14 +212,14 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
     sources: Object.freeze({
       httpProxy: httpProxy?.source,
       httpsProxy: httpsProxy?.source,
-      noProxy: noProxyValue !== undefined && !noProxy.isEmpty ? noProxyValue.source : undefined,
+      noProxy: noProxyValue !== undefined && !(noProxy.isEmpty && noProxy.skipped.length === 0) ? noProxyValue.source : undefined,
     }),
     connectionTypes: compileConnectionTypes(options.connectionTypes),
     ca: normaliseCa(options.ca, 'ca'),
     proxyCa: normaliseCa(options.proxyCa, 'proxyCa'),
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
     headersTimeout: options.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT,
-    logger: options.logger ?? console,
+    logger,
     insecureSkipVerify: options.useInsecureSslClientJustForTestingDoNotUse ?? false,
     ipFilter: new IpFilter(
       // `null` is refused, not read as "default": for a blocklist the two readings are opposites.
@@ -170,6 +227,7 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
       compileIpRanges(options.ipAllowlist === undefined ? [] : options.ipAllowlist, 'ipAllowlist'),
     ),
     lookup: options.lookup,
+    proxyRules: compileProxyRules(options.proxyRules),
   };
   Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
   Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });
@@ -214,9 +272,9 @@ function validateOptionShape(options: EgressOptions): void {
       throw optionError(key, 'must be a positive whole number of milliseconds');
     }
   }
-  const insecure: unknown = options.useInsecureSslClientJustForTestingDoNotUse;
-  if (insecure !== undefined && typeof insecure !== 'boolean') {
-    throw optionError('useInsecureSslClientJustForTestingDoNotUse', 'must be a boolean');
+  for (const key of ['useInsecureSslClientJustForTestingDoNotUse', 'strictNoProxy'] as const) {
+    const flag: unknown = options[key];
+    if (flag !== undefined && typeof flag !== 'boolean') throw optionError(key, 'must be a boolean');
   }
   const lookup: unknown = options.lookup;
   if (lookup !== undefined && typeof lookup !== 'function') {
@@ -226,6 +284,33 @@ function validateOptionShape(options: EgressOptions): void {
   if (logger !== undefined && (typeof logger !== 'object' || logger === null || typeof (logger as { warn?: unknown }).warn !== 'function')) {
     throw optionError('logger', 'must be an object with a warn(message) method');
   }
+}
+
+function compileProxyRules(rules: EgressOptions['proxyRules']): readonly CompiledProxyRule[] {
+  if (rules === undefined) return Object.freeze([]);
+  const list: unknown = rules;
+  if (!Array.isArray(list)) throw optionError('proxyRules', 'must be an array of { hosts, proxy, ca? } rules');
+  return Object.freeze(
+    rules.map((rule, index): CompiledProxyRule => {
+      const path = `proxyRules[${String(index)}]`;
+      const entry: unknown = rule;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw optionError(path, 'must be an object { hosts, proxy, ca? }');
+      for (const key of Object.keys(rule)) {
+        if (!RULE_KEYS.has(key)) throw optionError(`${path}.${key}`, 'unknown option');
+      }
+      const hosts: unknown = rule.hosts;
+      if (typeof hosts !== 'string' || hosts.trim() === '') throw optionError(`${path}.hosts`, 'must be a non-empty string in the no_proxy grammar');
+      const proxy: unknown = rule.proxy;
+      if (proxy !== null && typeof proxy !== 'string') throw optionError(`${path}.proxy`, 'must be a proxy URL or null (direct)');
+      return Object.freeze({
+        index,
+        hosts,
+        matcher: compileNoProxy(hosts, `option ${path}.hosts`),
+        proxy: proxy === null ? null : parseProxyUrl(proxy, `option ${path}.proxy`),
+        ca: normaliseCa(rule.ca, `${path}.ca`),
+      });
+    }),
+  );
 }
 
 function normaliseCa(value: CaInput | undefined, name: string): readonly (string | Buffer)[] | undefined {
@@ -327,7 +412,11 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
   return {
     httpProxy: config.httpProxy?.toJSON() ?? null,
     httpsProxy: config.httpsProxy?.toJSON() ?? null,
-    noProxy: { source: config.sources.noProxy ?? null, entries: config.noProxy.rules.map((rule) => rule.entry) },
+    noProxy: {
+      source: config.sources.noProxy ?? null,
+      entries: config.noProxy.rules.map((rule) => rule.entry),
+      skipped: config.noProxy.skipped.map(({ position, entry, problem }) => ({ position, entry, problem })),
+    },
     connectionTypes: Object.fromEntries([...config.connectionTypes].map(([name, p]) => [name, { route: p.route, ipBlocklist: p.ipBlocklist }])),
     ca: config.ca === undefined ? 0 : config.ca.length,
     proxyCa: config.proxyCa === undefined ? 0 : config.proxyCa.length,
@@ -336,6 +425,7 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     insecureSkipVerify: config.insecureSkipVerify,
     ipBlocklist: config.ipFilter.blocklist.ranges.map((range) => range.entry),
     ipAllowlist: config.ipFilter.allowlist.ranges.map((range) => range.entry),
+    proxyRules: config.proxyRules.map((rule) => ({ hosts: rule.hosts, proxy: rule.proxy?.toJSON() ?? null, ca: rule.ca?.length ?? 0 })),
   };
 }
 

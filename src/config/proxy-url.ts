@@ -3,7 +3,7 @@
  *
  * Stricter than undici's EnvHttpProxyAgent and proxy-from-env, which hand the string to `new URL()`:
  * there `localhost:3128` parses as scheme `localhost:`, `127.1` silently becomes `127.0.0.1`, and a
- * `socks5://` value is accepted and then fails per request. We refuse all of these at start-up.
+ * `socks4://` value is accepted and then fails per request. We refuse all of these at start-up.
  * @module
  */
 import { inspect } from 'node:util';
@@ -15,10 +15,23 @@ import { hasControlOrSpace, hasHeaderBreak, redactUrl } from '../redact.js';
 /** Port used when a proxy value names none (Synapse's and curl's default). */
 export const DEFAULT_PROXY_PORT = 1080;
 
+/**
+ * The proxy schemes we speak: `http:` (plain HTTP proxy), `https:` (TLS to the proxy), `socks5:`
+ * (SOCKS5, the origin name resolved locally and the address asked for) and `socks5h:` (SOCKS5, the
+ * name sent to the proxy, which resolves it: Tor, I2P).
+ */
+export type ProxyProtocol = 'http:' | 'https:' | 'socks5:' | 'socks5h:';
+
+/** The schemes {@link parseProxyUrl} accepts, as written in an error message. */
+const SUPPORTED_SCHEMES = 'http://, https://, socks5:// or socks5h://';
+
+/** RFC 1929 §2: the user name and the password of SOCKS5 authentication are 1 to 255 bytes each. */
+const MAX_SOCKS_CREDENTIAL_BYTES = 255;
+
 /** A parsed, validated proxy. Its credentials never appear in `toString`, `toJSON` or `util.inspect`. */
 export class ProxyEndpoint {
-  /** `http:` for a plain proxy, `https:` for TLS to the proxy. */
-  readonly protocol: 'http:' | 'https:';
+  /** `http:` for a plain proxy, `https:` for TLS to the proxy, `socks5:` / `socks5h:` for a SOCKS5 proxy (SPEC §9). */
+  readonly protocol: ProxyProtocol;
   /** Lowercase host name or IP literal, IPv6 without brackets. */
   readonly hostname: string;
   /** TCP port of the proxy. */
@@ -30,7 +43,7 @@ export class ProxyEndpoint {
 
   /** @internal Use {@link parseProxyUrl}. */
   constructor(fields: {
-    protocol: 'http:' | 'https:';
+    protocol: ProxyProtocol;
     hostname: string;
     port: number;
     source: string;
@@ -64,6 +77,11 @@ export class ProxyEndpoint {
   /** The proxy URL without credentials, e.g. `http://proxy.internal:3128`. Safe to log. */
   get url(): string {
     return `${this.protocol}//${this.authority}`;
+  }
+
+  /** True for a SOCKS5 proxy (`socks5:` or `socks5h:`): tunnels for every origin scheme, no forwarded requests. */
+  get isSocks(): boolean {
+    return this.protocol === 'socks5:' || this.protocol === 'socks5h:';
   }
 
   /** True when the host is an IP literal (no SNI is sent to such a proxy). */
@@ -127,16 +145,15 @@ export function parseProxyUrl(value: string, source: string): ProxyEndpoint {
   if (hasControlOrSpace(value)) fail('the proxy URL contains a space or a control character');
 
   let rest = value;
-  let protocol: 'http:' | 'https:' = 'http:';
+  let protocol: ProxyProtocol = 'http:';
   const scheme = SCHEME.exec(value);
   if (scheme) {
-    const name = (scheme[1] ?? '').toLowerCase();
-    if (name !== 'http' && name !== 'https') {
-      fail(`unsupported proxy scheme "${name}:"; only HTTP(S) proxies are supported (http:// or https://)`);
-    }
-    protocol = name === 'https' ? 'https:' : 'http:';
+    const name = `${(scheme[1] ?? '').toLowerCase()}:`;
+    if (!isProxyProtocol(name)) return fail(`unsupported proxy scheme "${name}"; supported schemes are ${SUPPORTED_SCHEMES}`);
+    protocol = name;
     rest = value.slice(scheme[0].length);
   }
+  const socks = protocol === 'socks5:' || protocol === 'socks5h:';
 
   let username: string | undefined;
   let password: string | undefined;
@@ -150,8 +167,14 @@ export function parseProxyUrl(value: string, source: string): ProxyEndpoint {
     username = decodeCredential(rawUser, 'user name', fail);
     password = rawPassword === undefined ? undefined : decodeCredential(rawPassword, 'password', fail);
     if (username.length === 0) fail('the proxy user name is empty');
-    // RFC 7617 §2: the user-id of Basic credentials cannot contain a colon.
-    if (username.includes(':')) fail('the proxy user name contains a colon, which Basic authentication cannot carry');
+    if (socks) {
+      for (const [what, text] of [['user name', username], ['password', password ?? '']] as const) {
+        if (Buffer.byteLength(text, 'utf8') > MAX_SOCKS_CREDENTIAL_BYTES) fail(`the SOCKS5 ${what} is longer than 255 bytes (RFC 1929)`);
+      }
+    } else if (username.includes(':')) {
+      // RFC 7617 §2: the user-id of Basic credentials cannot contain a colon.
+      fail('the proxy user name contains a colon, which Basic authentication cannot carry');
+    }
   }
 
   if (rest.endsWith('/')) rest = rest.slice(0, -1);
@@ -159,6 +182,10 @@ export function parseProxyUrl(value: string, source: string): ProxyEndpoint {
 
   const { hostname, port } = splitHostPort(rest, fail);
   return new ProxyEndpoint({ protocol, hostname, port, source, username, password });
+}
+
+function isProxyProtocol(name: string): name is ProxyProtocol {
+  return name === 'http:' || name === 'https:' || name === 'socks5:' || name === 'socks5h:';
 }
 
 function decodeCredential(raw: string, what: string, fail: (problem: string) => never): string {

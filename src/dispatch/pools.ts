@@ -4,16 +4,18 @@
  * type, released together.
  * @module
  */
+import type { LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { LeanAgent } from './lean-pool.js';
 import type { EgressConfig } from '../config/compile.js';
 import type { ProxyEndpoint } from '../config/proxy-url.js';
 import { ForwardingDispatcher } from './forwarding.js';
-import { serverNameFor, type TlsSettings } from './tls.js';
+import { serverNameFor, type HopTls, type TlsSettings } from './tls.js';
 import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
-import { createCheckedConnector } from '../ssrf/connect.js';
+import { createCheckedConnector, createCheckedLookup } from '../ssrf/connect.js';
+import { openSocksTunnel } from './socks.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -23,11 +25,18 @@ export class ConnectionPools {
   #checkedDirect: LeanAgent | undefined;
   readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
   readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
+  /** SOCKS5 tunnel agents per proxy, and per resolver kind (`checked` or not) for `socks5:`. */
+  readonly #socks = new Map<string, LeanAgent>();
   readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
 
   constructor(config: EgressConfig, tls: TlsSettings) {
     this.#config = config;
     this.#tls = tls;
+  }
+
+  /** The origin TLS of these pools (a `proxyRules` entry with its own `ca` has pools of its own). */
+  get originTls(): HopTls {
+    return this.#tls.origin;
   }
 
   /** How the proxy is reached: its endpoint, TLS settings and time limit. */
@@ -94,6 +103,51 @@ export class ConnectionPools {
     return agent;
   }
 
+  /**
+   * The resolver of `socks5://` names for a type: the checking one when the type is checked against
+   * a non-empty IP blocklist (SPEC §9: the blocklist applies to the address asked for, as on a direct
+   * route), else the `lookup` option (system resolver when absent).
+   */
+  socksResolver(checked: boolean): LookupFunction | undefined {
+    const { ipFilter, lookup } = this.#config;
+    return checked && !ipFilter.isOff ? createCheckedLookup(ipFilter, lookup) : lookup;
+  }
+
+  /**
+   * The agent whose every connection is a SOCKS5 tunnel through `endpoint`, for http and https
+   * origins alike, pooled per origin (one tunnel per request in flight, as for CONNECT).
+   * @param checked True for connection types checked against the IP blocklist (matters for `socks5:` only).
+   */
+  socks(endpoint: ProxyEndpoint, checked: boolean): Dispatcher {
+    const remote = endpoint.protocol === 'socks5h:';
+    const key = `${endpoint.url}\n${endpoint.hasCredentials ? 'auth' : ''}\n${remote || !checked ? 'plain' : 'checked'}`;
+    let agent = this.#socks.get(key);
+    if (agent === undefined) {
+      const proxy = this.proxyConnection(endpoint);
+      const originTls = this.#tls.origin;
+      const originSessions = new TlsSessionCache();
+      const resolve = remote ? undefined : this.socksResolver(checked);
+      agent = new LeanAgent({
+        headersTimeout: this.#config.headersTimeout,
+        connect: (options, callback) => {
+          const secure = options.protocol === 'https:';
+          const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
+          const servername = options.servername ?? serverNameFor(options.hostname);
+          openSocksTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls, resolve, undefined, originSessions).then(
+            (socket) => {
+              callback(null, socket);
+            },
+            (error: unknown) => {
+              callback(error as Error, null);
+            },
+          );
+        },
+      });
+      this.#socks.set(key, agent);
+    }
+    return agent;
+  }
+
   /** The pool that forwards plain-http requests to `endpoint` in absolute form. */
   forwarder(endpoint: ProxyEndpoint): Dispatcher {
     const key = this.#canonical(endpoint);
@@ -117,7 +171,7 @@ export class ConnectionPools {
   /** Every pool created so far. */
   #all(): Dispatcher[] {
     const direct = [this.#direct, this.#checkedDirect].filter((agent): agent is LeanAgent => agent !== undefined);
-    return [...direct, ...this.#tunnels.values(), ...this.#forwarders.values()];
+    return [...direct, ...this.#tunnels.values(), ...this.#forwarders.values(), ...this.#socks.values()];
   }
 
   /** Close every pool gracefully: running requests finish, idle connections close. */

@@ -50,6 +50,15 @@ export function tlsSettingsFor(config: EgressConfig, env: Readonly<Record<string
   return Object.freeze({ proxy: hop(config.proxyCa), origin: hop(config.ca) });
 }
 
+/**
+ * The origin TLS of a `proxyRules` entry with its own `ca`: the system CAs, NODE_EXTRA_CA_CERTS, the
+ * egress's `ca` and the rule's, so a rule extends trust for its hosts and never narrows it.
+ */
+export function ruleOriginTls(config: EgressConfig, ruleCa: readonly (string | Buffer)[], env: Readonly<Record<string, string | undefined>> = process.env): HopTls {
+  const ca = Object.freeze([...rootCertificates, ...readExtraCaFile(env.NODE_EXTRA_CA_CERTS), ...(config.ca ?? []), ...ruleCa]);
+  return Object.freeze({ ca, secureContext: createSecureContext({ ca: [...ca] }), rejectUnauthorized: !config.insecureSkipVerify });
+}
+
 function readExtraCaFile(path: string | undefined): string[] {
   if (path === undefined || path === '') return [];
   try {

@@ -14,7 +14,19 @@ export type RouteReasonCode =
   | 'type-override-direct'
   | 'no-proxy-match'
   | 'no-proxy-configured'
-  | 'proxy';
+  | 'proxy'
+  | 'proxy-rule'
+  | 'proxy-rule-direct';
+
+/** The `proxyRules` entry that decided a route. */
+export interface MatchedProxyRule {
+  /** Position in `proxyRules`, from 0. */
+  readonly index: number;
+  /** The rule's `hosts`, as written. */
+  readonly hosts: string;
+  /** The entry of `hosts` that matched the request's host. */
+  readonly entry: string;
+}
 
 /** The decision for one request. Contains no credentials; safe to log or print as JSON. */
 export interface RouteDecision {
@@ -27,6 +39,11 @@ export interface RouteDecision {
   readonly reason: string;
   /** The `no_proxy` entry, as written, that sent the request direct; otherwise `null`. */
   readonly matched: string | null;
+  /**
+   * The `proxyRules` entry that decided the route (reason codes `proxy-rule` and
+   * `proxy-rule-direct`); `null` when no rule matched or rules do not apply to the type.
+   */
+  readonly rule: MatchedProxyRule | null;
 }
 
 /** Look up a type's policy or throw {@link UnknownConnectionTypeError}. */
@@ -46,9 +63,30 @@ export function decideRoute(config: EgressConfig, type: ConnectionType, target: 
     reasonCode,
     reason,
     matched,
+    rule: null,
   });
   if (policy.alwaysDirect) return direct('always-direct', `${type} connections never use a proxy`);
   if (policy.route === 'direct') return direct('type-override-direct', `the ${type} type is configured to go direct`);
+
+  // SPEC §9: the first matching rule wins over no_proxy and the scheme's proxy, for proxied types only.
+  for (const rule of config.proxyRules) {
+    const hit = rule.matcher.match(target);
+    if (hit === undefined) continue;
+    const matchedRule: MatchedProxyRule = { index: rule.index, hosts: rule.hosts, entry: hit.entry };
+    const which = `proxyRules[${String(rule.index)}] (hosts ${JSON.stringify(rule.hosts)})`;
+    if (rule.proxy === null) {
+      return { ...direct('proxy-rule-direct', `${which} matches ${target.host} and sends it direct`), rule: matchedRule };
+    }
+    return {
+      type,
+      route: 'proxy',
+      proxy: rule.proxy,
+      reasonCode: 'proxy-rule',
+      reason: `${which} matches ${target.host} and sends it through ${rule.proxy.url}`,
+      matched: null,
+      rule: matchedRule,
+    };
+  }
 
   const useHttps = policy.proxySelection === 'https-only' || target.scheme === 'https';
   const proxy = useHttps ? config.httpsProxy : config.httpProxy;
@@ -66,6 +104,7 @@ export function decideRoute(config: EgressConfig, type: ConnectionType, target: 
     reasonCode: 'proxy',
     reason: `${type} traffic to ${target.scheme} URLs goes through ${proxy.source}`,
     matched: null,
+    rule: null,
   };
 }
 

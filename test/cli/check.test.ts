@@ -511,13 +511,13 @@ describe('matrix-egress check --json', { timeout: 60_000 }, () => {
   });
 
   it('an invalid proxy variable is a failed configuration step (exit 1), redacted', async () => {
-    const run = await runCheck(['--json', `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks5://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
+    const run = await runCheck(['--json', `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks4://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
     assert.equal(run.status, 1);
     const json = report(run);
     assert.equal(json.failedStep, 'configuration');
     assert.equal(json.route, null);
     assert.equal(step(json, 'configuration').error?.code, 'ERR_EGRESS_PROXY_CONFIG');
-    assert.match(step(json, 'configuration').error?.message ?? '', /^HTTPS_PROXY \("socks5:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme/);
+    assert.match(step(json, 'configuration').error?.message ?? '', /^HTTPS_PROXY \("socks4:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme/);
     assert.deepEqual(json.steps.map((s) => `${s.name} ${s.status}`), ['configuration failed', 'route skipped']);
   });
 });

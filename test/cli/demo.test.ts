@@ -186,10 +186,10 @@ describe('matrix-egress demo with proxy variables: explains, sends nothing', { t
   });
 
   it('a bad variable: exit 2, one line on stderr, no password', async () => {
-    const run = await runBin(['demo'], { https_proxy: `socks5://u:${CANARY_PASSWORD}@proxy.example:1080` });
+    const run = await runBin(['demo'], { https_proxy: `socks4://u:${CANARY_PASSWORD}@proxy.example:1080` });
     assert.equal(run.status, 2, render(run));
     assert.equal(run.stdout, '');
-    assert.match(run.stderr, /^matrix-egress: https_proxy [^\n]*only HTTP\(S\) proxies are supported[^\n]*\n$/);
+    assert.match(run.stderr, /^matrix-egress: https_proxy [^\n]*supported schemes are http[^\n]*\n$/);
     assertNoSecret(run, [CANARY_PASSWORD]);
   });
 });

@@ -54,6 +54,7 @@ describe('matrix-egress env --json', () => {
       'insecureSkipVerify',
       'ipBlocklist',
       'ipAllowlist',
+      'proxyRules',
       'disabled',
       'ignored',
     ]);
@@ -219,7 +220,7 @@ describe('matrix-egress env: credentials never appear (SPEC §7)', () => {
   });
 
   const badEnvs: Record<string, string>[] = [
-    { HTTPS_PROXY: `socks5://${userinfo}@p:1080` },
+    { HTTPS_PROXY: `socks4://${userinfo}@p:1080` },
     { https_proxy: '', HTTP_PROXY: `http://${userinfo}@p:70000` },
     { no_proxy: `${userinfo}@internal.example` },
     { ALL_PROXY: `http://${userinfo}@fine.example:1`, http_proxy: `http://${userinfo}@p:1/x` },

@@ -37,7 +37,7 @@ function assertUsageFailure(run: Run, pattern: RegExp): void {
   assert.match(run.stderr, pattern);
 }
 
-const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched'];
+const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched', 'reasonCode', 'rule'];
 
 const ENV = {
   http_proxy: 'http://hp.example:3128',
@@ -57,6 +57,8 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
         proxy: 'http://sp.example:3129',
         reason: `${type} traffic to https URLs goes through HTTPS_PROXY`,
         matched: null,
+        reasonCode: 'proxy',
+        rule: null,
       });
 
       const http = onlyJson(runBin(['explain', type, 'http://remote.example/', '--json'], ENV));
@@ -69,7 +71,7 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
     it(`${type}: always direct, whatever the proxy variables say`, () => {
       for (const url of ['https://remote.example/', 'http://remote.example/', 'http://10.0.0.1/']) {
         const json = onlyJson(runBin(['explain', type, url, '--json'], ENV));
-        assert.deepEqual(json, { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy`, matched: null });
+        assert.deepEqual(json, { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy`, matched: null, reasonCode: 'always-direct', rule: null });
       }
     });
   }
@@ -249,7 +251,7 @@ describe('matrix-egress explain: credentials never appear in output (SPEC §7)',
   });
 
   const badEnvs: { name: string; env: Record<string, string>; variable: RegExp }[] = [
-    { name: 'socks5 scheme', env: { HTTPS_PROXY: `socks5://${userinfo}@p:1080` }, variable: /HTTPS_PROXY .*only HTTP\(S\) proxies are supported/ },
+    { name: 'socks4 scheme', env: { HTTPS_PROXY: `socks4://${userinfo}@p:1080` }, variable: /HTTPS_PROXY .*supported schemes are http/ },
     { name: 'bad port', env: { http_proxy: `http://${userinfo}@p:0` }, variable: /http_proxy .*port/ },
     { name: 'a path', env: { https_proxy: `https://${userinfo}@p:3128/path` }, variable: /https_proxy .*no path/ },
     { name: 'space in the password', env: { https_proxy: `http://${CANARY_USER}:${CANARY_PASSWORD} x@p:3128` }, variable: /https_proxy .*space/ },
@@ -333,7 +335,7 @@ describe('matrix-egress: the dispatcher', () => {
     stdout = '';
     assert.equal(await main(['--version'], io), 0);
     assert.match(stdout, /^\d+\.\d+\.\d+/);
-    assert.equal(await main(['explain', 'push', 'https://x/'], { ...io, env: { https_proxy: 'socks5://p' } }), 2);
+    assert.equal(await main(['explain', 'push', 'https://x/'], { ...io, env: { https_proxy: 'socks4://p' } }), 2);
     assert.match(stderr, /^matrix-egress: https_proxy /);
   });
 });

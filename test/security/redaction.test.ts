@@ -247,7 +247,7 @@ describe('credentials never appear in text', () => {
       }
     };
     thrown('ProxyConfigError bad port', () => createEgress({ env: { https_proxy: `${httpsUrl.replace(/:\d+$/, '')}:99999` } }));
-    thrown('ProxyConfigError socks', () => createEgress({ env: { https_proxy: httpsUrl.replace('http://', 'socks5://') } }));
+    thrown('ProxyConfigError socks', () => createEgress({ env: { https_proxy: httpsUrl.replace('http://', 'socks4://') } }));
     thrown('ProxyConfigError path', () => createEgress({ env: { http_proxy: `${httpsUrl}/path?q#f` } }));
     thrown('ProxyConfigError option', () => createEgress({ env: {}, httpsProxy: `${httpsUrl} ` }));
     thrown('ProxyConfigError no_proxy', () => createEgress({ env: { https_proxy: httpsUrl, no_proxy: '10.0.0.0/33' } }));

@@ -68,7 +68,7 @@ createEgress({ httpProxy: undefined, httpsProxy: '', noProxy: null, ca: ['-----B
 expectTypeOf(compileEgressConfig).returns.toEqualTypeOf<EgressConfig>();
 expectTypeOf(readProxyEnv({}).httpsProxy).toEqualTypeOf<{ readonly value: string; readonly source: string } | undefined>();
 expectTypeOf(parseProxyUrl('p:1', 'x')).toEqualTypeOf<ProxyEndpoint>();
-expectTypeOf(parseProxyUrl('p:1', 'x').protocol).toEqualTypeOf<'http:' | 'https:'>();
+expectTypeOf(parseProxyUrl('p:1', 'x').protocol).toEqualTypeOf<'http:' | 'https:' | 'socks5:' | 'socks5h:'>();
 expectTypeOf(compileNoProxy('a').rules).toEqualTypeOf<readonly NoProxyRule[]>();
 expectTypeOf(route(compileEgressConfig(), 'push', 'https://x/').route).toEqualTypeOf<'proxy' | 'direct'>();
 expectTypeOf<(typeof PROXIED_CONNECTION_TYPES)[number]>().toEqualTypeOf<'push' | 'url_preview' | 'phone_home' | 'recaptcha' | 'cas' | 'oidc' | 'federation' | 'key_fetch' | 'key_revocation' | 'media'>();

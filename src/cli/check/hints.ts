@@ -40,7 +40,10 @@ function whyDirect(context: HintContext): string {
       return `${context.type} connections never use a proxy`;
     case 'type-override-direct':
       return `the ${context.type} type is configured to go direct`;
+    case 'proxy-rule-direct':
+      return `it goes direct because proxyRules[${String(decision.rule?.index ?? 0)}] (hosts "${decision.rule?.hosts ?? ''}") sends it direct`;
     case 'proxy':
+    case 'proxy-rule':
       return '';
   }
 }

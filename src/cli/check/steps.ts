@@ -51,6 +51,7 @@ import {
   type HttpAnswer,
 } from './probe.js';
 import { certificateInfo, elapsed, fail, Recorder, Stop, stepError, type CheckReport, type Progress, type StepOutcome } from './report.js';
+import { socksBlocklistSkipReason, socksDestinationStep, socksExchangeSteps, socksPlan } from './socks-steps.js';
 
 const USER_AGENT = 'matrix-egress-check';
 
@@ -232,18 +233,25 @@ async function proxied(
 ): Promise<HttpAnswer | undefined> {
   const { target } = input;
   const secure = target.scheme === 'https';
-  recorder.plan = [
-    'configuration',
-    'route',
-    'IP blocklist',
-    'TCP to proxy',
-    'TLS to proxy',
-    'proxy authentication',
-    ...(secure ? (['CONNECT', 'TLS to origin'] as const) : (['forwarded request'] as const)),
-    'HTTP status',
-  ];
+  recorder.plan = endpoint.isSocks
+    ? socksPlan(endpoint, secure)
+    : [
+        'configuration',
+        'route',
+        'IP blocklist',
+        'TCP to proxy',
+        'TLS to proxy',
+        'proxy authentication',
+        ...(secure ? (['CONNECT', 'TLS to origin'] as const) : (['forwarded request'] as const)),
+        'HTTP status',
+      ];
+  // SPEC §9: socks5:// resolves here and the blocklist applies to the answer, as on a direct route.
+  const socksAddresses = endpoint.isSocks ? await socksDestinationStep(recorder, endpoint, context, input.timeoutMs) : undefined;
   const policy = policyOf(config, input.type);
+  const socksSkip = endpoint.isSocks ? socksBlocklistSkipReason(endpoint, context) : undefined;
   if (!policy.ipBlocklist) recorder.skip('IP blocklist', `${input.type} connections are not checked against the IP blocklist`);
+  else if (socksSkip !== undefined) recorder.skip('IP blocklist', socksSkip);
+  else if (socksAddresses !== undefined) await blocklistStep(recorder, input, config, socksAddresses, context);
   else if (target.ip === undefined) recorder.skip('IP blocklist', `the proxy resolves ${target.host}; names are not checked here`);
   else await blocklistStep(recorder, input, config, [target.host], context);
 
@@ -269,6 +277,15 @@ async function proxied(
       });
     }
   });
+
+  if (socksAddresses !== undefined) {
+    const tunnelled = await socksExchangeSteps(recorder, endpoint, connection, socket, socksAddresses[0] ?? target.host, context, input.timeoutMs);
+    sockets.add(tunnelled);
+    let origin: Socket = tunnelled;
+    if (secure) origin = await originTlsStep(recorder, input, tunnelled, tls, context, sockets);
+    // Inside a SOCKS tunnel the origin gets an origin-form request, as on a direct connection.
+    return httpStatusStep(recorder, input, origin, context);
+  }
 
   if (endpoint.protocol === 'https:') {
     socket = await recorder.step('TLS to proxy', async () => {

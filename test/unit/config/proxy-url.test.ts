@@ -49,8 +49,44 @@ describe('proxy URL parsing (SPEC §2 vectors)', () => {
     assert.equal(parseProxyUrl('https://p', 'x').port, 1080);
   });
 
-  it('says only HTTP(S) proxies are supported for another scheme', () => {
-    assert.throws(() => parseProxyUrl('socks5://p:1080', 'https_proxy'), /only HTTP\(S\) proxies are supported/);
+  it('lists the supported schemes for another scheme (socks4 and socks4a stay errors)', () => {
+    for (const value of ['socks4://p:1080', 'socks4a://p', 'ftp://p']) {
+      assert.throws(() => parseProxyUrl(value, 'https_proxy'), /supported schemes are http:\/\/, https:\/\/, socks5:\/\/ or socks5h:\/\//);
+    }
+  });
+
+  it('accepts socks5:// and socks5h:// with port 1080 by default (SPEC §2, §9)', () => {
+    const local = parseProxyUrl('socks5://p', 'x');
+    assert.equal(local.protocol, 'socks5:');
+    assert.equal(local.port, 1080);
+    assert.equal(local.isSocks, true);
+    const remote = parseProxyUrl('SOCKS5h://127.0.0.1:9050', 'x');
+    assert.equal(remote.protocol, 'socks5h:');
+    assert.equal(remote.url, 'socks5h://127.0.0.1:9050');
+    assert.equal(parseProxyUrl('http://p', 'x').isSocks, false);
+  });
+
+  it('percent-decodes SOCKS5 credentials (RFC 1929) and refuses ones longer than 255 bytes', () => {
+    const endpoint = parseProxyUrl('socks5h://tor%20user:p%40ss%3Aw0rd@p:1080', 'x');
+    assert.deepEqual(endpoint.credentials(), { username: 'tor user', password: 'p@ss:w0rd' });
+    assert.deepEqual(parseProxyUrl('socks5://alice@p', 'x').credentials(), { username: 'alice', password: '' });
+    const long = 'x'.repeat(256);
+    assert.throws(() => parseProxyUrl(`socks5://${long}:pw@p`, 'x'), /SOCKS5 user name is longer than 255 bytes/);
+    assert.throws(() => parseProxyUrl(`socks5://u:${long}@p`, 'x'), (error: unknown) => {
+      assert.ok(error instanceof ProxyConfigError);
+      assert.match(error.message, /SOCKS5 password is longer than 255 bytes/);
+      assert.ok(!error.message.includes(long));
+      return true;
+    });
+    assert.equal(parseProxyUrl(`socks5://${'é'.repeat(127)}:pw@p`, 'x').hasCredentials, true);
+    assert.throws(() => parseProxyUrl(`socks5://${'é'.repeat(128)}:pw@p`, 'x'), /longer than 255 bytes/);
+  });
+
+  it('never shows SOCKS credentials', () => {
+    const endpoint = parseProxyUrl('socks5h://tor-user:s3cret-pw@127.0.0.1:9050', 'option proxyRules[0].proxy');
+    for (const text of [String(endpoint), JSON.stringify(endpoint), inspect(endpoint, { depth: 5, showHidden: true }), endpoint.url]) {
+      assert.ok(!text.includes('s3cret-pw') && !text.includes('tor-user'), text);
+    }
   });
 
   it('says IPv6 hosts need brackets', () => {
@@ -80,7 +116,7 @@ describe('ProxyEndpoint never shows credentials', () => {
   });
 
   it('error messages redact the user name and password', () => {
-    for (const bad of ['socks5://alice:s3cret@p', 'http://alice:s3cret@p:99999', 'http://alice:s3cret@p/path', 'http://alice:s3cr et@p']) {
+    for (const bad of ['socks4://alice:s3cret@p', 'http://alice:s3cret@p:99999', 'http://alice:s3cret@p/path', 'http://alice:s3cr et@p']) {
       assert.throws(
         () => parseProxyUrl(bad, 'https_proxy'),
         (error: unknown) => {
