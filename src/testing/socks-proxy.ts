@@ -13,18 +13,15 @@
  * @module
  */
 import { Buffer } from 'node:buffer';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
 
-import {
-  createCallRecorder,
-  type CallCriteria,
-  type CallHistory,
-  type CallPredicate,
-  type FilterCallsOptions,
-} from './call-history.js';
+import { CallLog, type CallCriteria, type CallHistory, type CallPredicate, type FilterCallsOptions } from './call-history.js';
 import { checkLoopbackHost, checkPort } from './listen-options.js';
-import { closeServer, destroySockets } from './sockets.js';
+import { verifyCredentials } from './recording-proxy/auth.js';
+import { errorCode, type Mutable } from './recording-proxy/calls.js';
+import { actOutOnSocket, FaultInjector } from './recording-proxy/faults.js';
+import { SwitchableListener } from './recording-proxy/listener.js';
+import { openTunnel, type TunnelRecord } from './recording-proxy/tunnel.js';
 import {
   AddressTypeError,
   ByteReader,
@@ -61,11 +58,12 @@ export type SocksAuthenticator = (credentials: SocksCredentials) => boolean | Pr
  *   method selection and authentication, then close.
  * - `'refuse'`: the listening socket is closed, so new connections are refused (`ECONNREFUSED`);
  *   the port is kept and listening resumes when the failure is cleared.
- * - `'reset'`: reset the TCP connection (RST) — at accept, or instead of the reply (see `stage`).
+ * - `'reset'`: reset the TCP connection (RST) — on accept, before any byte (no call is recorded,
+ *   as with the HTTP proxy; `connections` counts it), or instead of the reply (see `stage`).
  * - `'hang'`: never answer — the greeting or the request (see `stage`); the connection stays open
  *   until the client gives up or the proxy is closed.
- * - `'garbage'`: answer bytes that are not SOCKS (an HTTP 400 response, as a client pointed at an
- *   HTTP proxy would get), then close.
+ * - `'garbage'`: answer bytes that are not SOCKS (the HTTP proxy's garbage: its first byte is not
+ *   version 5), then close.
  */
 export type SocksConnectFailure =
   | { readonly reply: number; readonly times?: number }
@@ -79,8 +77,8 @@ export interface SocksFailureInjection {
   /** What to do with sessions; see {@link SocksConnectFailure}. */
   readonly connect?: SocksConnectFailure;
   /**
-   * Where `'reset'`, `'hang'` and `'garbage'` act: `'greeting'` (on accept or in answer to the
-   * method greeting: the server is not a working SOCKS server) or `'request'` (after method
+   * Where `'reset'`, `'hang'` and `'garbage'` act: `'greeting'` (`'reset'` on accept, the others
+   * in answer to the method greeting: the server is not a working SOCKS server) or `'request'` (after method
    * selection and authentication, instead of the reply to CONNECT). **Default:** `'greeting'`.
    */
   readonly stage?: 'greeting' | 'request';
@@ -254,8 +252,6 @@ export interface RecordingSocksProxy {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
 interface FailureState {
   readonly spec: SocksFailureInjection | undefined;
   remaining: number;
@@ -263,8 +259,6 @@ interface FailureState {
 
 const OPTION_KEYS = new Set(['host', 'port', 'auth', 'authRequired', 'hosts', 'allowTarget', 'fail']);
 const FAIL_KEYS = new Set(['connect', 'stage', 'auth', 'delayMs']);
-// What a client pointed at an HTTP proxy by mistake would read: not SOCKS from the first byte.
-const GARBAGE = Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', 'latin1');
 
 function checkAuth(auth: unknown): SocksCredentials | SocksAuthenticator {
   if (typeof auth === 'function') return auth as SocksAuthenticator;
@@ -354,16 +348,6 @@ function failureState(given: SocksFailureInjection | undefined): FailureState {
   };
 }
 
-/** Compare digests so the time taken depends on neither the length nor the content of the secret. */
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
-
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'ERR_UNKNOWN';
-}
-
 /** RFC 1928 §6 reply for a failed connect, as Dante and OpenSSH map errno. */
 function replyFor(code: string): number {
   switch (code) {
@@ -387,33 +371,34 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
   readonly host: string;
   readonly history: CallHistory<SocksCall>;
 
-  readonly #record: (call: SocksCall) => void;
+  readonly #log = new CallLog<SocksCall>();
+  readonly #listener: SwitchableListener;
   readonly #auth: SocksCredentials | SocksAuthenticator | undefined;
   readonly #authRequired: boolean;
   readonly #hosts: Map<string, string>;
   readonly #allowTarget: ((host: string, port: number) => boolean) | undefined;
-  readonly #sockets = new Set<net.Socket>();
-  readonly #sleepers = new Set<() => void>();
-  #listener: net.Server | undefined;
-  #port: number;
+  // Only its sleep()/wakeAll() are used: `delayMs` waits that close() ends early.
+  readonly #delays = new FaultInjector();
   #failure: FailureState = failureState(undefined);
-  #failureChange: Promise<void> = Promise.resolve();
-  #closing: Promise<void> | undefined;
-  #nextCallId = 1;
-  #connections = 0;
   #tunnelsOpened = 0;
   #openTunnels = 0;
 
   private constructor(options: RecordingSocksProxyOptions, host: string) {
     this.host = host;
-    this.#port = options.port ?? 0;
+    this.history = this.#log.history;
     this.#auth = options.auth === undefined ? undefined : checkAuth(options.auth);
     this.#authRequired = options.authRequired ?? true;
     this.#hosts = checkHosts(options.hosts ?? {});
     this.#allowTarget = options.allowTarget;
-    const recorder = createCallRecorder<SocksCall>();
-    this.history = recorder.history;
-    this.#record = recorder.record;
+    this.#listener = new SwitchableListener({
+      host,
+      port: options.port ?? 0,
+      refusing: () => this.#failure.spec?.connect === 'refuse',
+      resetting: () => this.#failure.spec?.connect === 'reset' && (this.#failure.spec.stage ?? 'greeting') === 'greeting',
+      accepted: (socket) => {
+        this.#accept(socket);
+      },
+    });
   }
 
   static async create(
@@ -422,25 +407,25 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
     fail: SocksFailureInjection | undefined,
   ): Promise<RecordingSocksProxyServer> {
     const proxy = new RecordingSocksProxyServer(options, host);
-    await proxy.#listen();
+    await proxy.#listener.start();
     await proxy.setFailure(fail);
     return proxy;
   }
 
   get port(): number {
-    return this.#port;
+    return this.#listener.port;
   }
 
   get socks5Url(): string {
-    return `socks5://${formatTarget(this.host, this.#port)}`;
+    return `socks5://${formatTarget(this.host, this.port)}`;
   }
 
   get socks5hUrl(): string {
-    return `socks5h://${formatTarget(this.host, this.#port)}`;
+    return `socks5h://${formatTarget(this.host, this.port)}`;
   }
 
   get connections(): number {
-    return this.#connections;
+    return this.#listener.connections;
   }
 
   get tunnelsOpened(): number {
@@ -481,7 +466,7 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
       throw new TypeError("urlWithCredentials: scheme must be 'socks5:' or 'socks5h:'");
     }
     const userinfo = `${encodeURIComponent(username)}:${encodeURIComponent(password)}`;
-    return `${scheme}//${userinfo}@${formatTarget(this.host, this.#port)}`;
+    return `${scheme}//${userinfo}@${formatTarget(this.host, this.port)}`;
   }
 
   setFailure(fail: SocksFailureInjection | undefined): Promise<void> {
@@ -492,69 +477,19 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
       return Promise.reject(error instanceof Error ? error : new TypeError(String(error)));
     }
     this.#failure = failureState(spec);
-    // Serialise listener changes so rapid refuse/accept toggles cannot interleave.
-    this.#failureChange = this.#failureChange.catch(() => undefined).then(() => this.#applyListenerState());
-    return this.#failureChange;
+    return this.#listener.applyRefusal();
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
-    return this.#closing;
+    this.#delays.wakeAll();
+    return this.#listener.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
-  async #applyListenerState(): Promise<void> {
-    if (this.#closing !== undefined) return;
-    const refuse = this.#failure.spec?.connect === 'refuse';
-    if (refuse && this.#listener !== undefined) {
-      const listener = this.#listener;
-      this.#listener = undefined;
-      // close() releases the port synchronously; its callback would wait for open connections.
-      listener.close();
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    } else if (!refuse && this.#listener === undefined) {
-      await this.#listen();
-    }
-  }
-
-  async #listen(): Promise<void> {
-    const listener = net.createServer((socket) => {
-      this.#accept(socket);
-    });
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen({ host: this.host, port: this.#port, exclusive: true }, () => {
-        listener.off('error', reject);
-        resolve();
-      });
-    });
-    listener.on('error', () => undefined);
-    const address = listener.address();
-    if (address !== null && typeof address === 'object') this.#port = address.port;
-    if (this.#closing !== undefined) {
-      listener.close();
-      return;
-    }
-    this.#listener = listener;
-  }
-
-  #track(socket: net.Socket): void {
-    if (this.#closing !== undefined) {
-      socket.destroy();
-      return;
-    }
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
-  }
-
   #accept(socket: net.Socket): void {
-    this.#connections += 1;
-    socket.on('error', () => undefined);
-    this.#track(socket);
-    if (this.#closing !== undefined) return;
     const call = this.#open(socket);
     socket.once('close', () => {
       call.closedAt ??= new Date();
@@ -569,7 +504,7 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
 
   #open(socket: net.Socket): Mutable<SocksCall> {
     const call = {
-      id: this.#nextCallId++,
+      id: this.#log.nextCallId(),
       client: formatTarget(socket.remoteAddress ?? '', socket.remotePort ?? 0),
       version: undefined,
       methodsOffered: Object.freeze([]),
@@ -598,7 +533,7 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
     } as Omit<Mutable<SocksCall>, 'password'> as Mutable<SocksCall>;
     // Not enumerable, so inspect, JSON and spreads of a call never carry the password.
     Object.defineProperty(call, 'password', { value: undefined, writable: true, enumerable: false, configurable: false });
-    this.#record(call);
+    this.#log.record(call);
     return call;
   }
 
@@ -619,14 +554,7 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
   #actOut(failure: SocksConnectFailure | undefined, socket: net.Socket, call: Mutable<SocksCall>): boolean {
     if (failure === undefined || typeof failure === 'object' || failure === 'refuse') return false;
     call.outcome = 'injected';
-    if (failure === 'reset') {
-      socket.resetAndDestroy();
-    } else if (failure === 'garbage') {
-      socket.end(GARBAGE);
-    } else {
-      // Never answer, but let go when the client does.
-      socket.once('end', () => socket.destroy());
-    }
+    actOutOnSocket(failure, socket);
     return true;
   }
 
@@ -639,7 +567,6 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
   }
 
   async #session(socket: net.Socket, call: Mutable<SocksCall>): Promise<void> {
-    if (this.#actOut(this.#takeFailure('greeting') === 'reset' ? 'reset' : undefined, socket, call)) return;
     const reader = new ByteReader(socket);
     call.version = await reader.byte();
     if (call.version !== 5) {
@@ -693,8 +620,8 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
     call.port = request.port;
     call.target = formatTarget(call.host, call.port);
 
-    await this.#sleep(this.#failure.spec?.delayMs ?? 0);
-    if (this.#closing !== undefined || socket.destroyed) return;
+    await this.#delays.sleep(this.#failure.spec?.delayMs ?? 0);
+    if (this.#listener.closed || socket.destroyed) return;
     const failure = this.#takeFailure('request');
     if (typeof failure === 'object') {
       this.#reply(socket, call, failure.reply, 'injected');
@@ -714,7 +641,30 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
       this.#reply(socket, call, SOCKS_REPLY.notAllowed, 'rejected');
       return;
     }
-    this.#tunnel(socket, call, reader, destination);
+    call.connectedTo = destination;
+    // Detach the reader first: bytes the client pipelined behind the request go upstream first.
+    const early = reader.release();
+    // The shared tunnel writes the HTTP kit's outcome words; 'tunnelled' is renamed in established().
+    openTunnel(call as unknown as TunnelRecord, socket, early, { host: destination, port: call.port }, {
+      track: (stream) => {
+        this.#listener.track(stream);
+      },
+      established: (upstream) => {
+        this.#tunnelsOpened += 1;
+        this.#openTunnels += 1;
+        call.outcome = 'connected';
+        call.reply = SOCKS_REPLY.succeeded;
+        call.repliedAt = new Date();
+        // RFC 1928 §6: BND.ADDR/BND.PORT are the address the server connected from.
+        socket.write(encodeReply(SOCKS_REPLY.succeeded, { address: upstream.localAddress ?? '0.0.0.0', port: upstream.localPort ?? 0 }));
+      },
+      unreachable: () => {
+        this.#reply(socket, call, replyFor(call.errorCode ?? ''), 'failed');
+      },
+      closed: () => {
+        this.#openTunnels -= 1;
+      },
+    });
   }
 
   #chooseMethod(offered: readonly number[]): number {
@@ -730,31 +680,18 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
     call.authUsed = true;
     call.username = username;
     call.password = password;
-    let ok = false;
     const auth = this.#auth;
-    if (version !== 0x01 || this.#failure.spec?.auth === 'reject') {
-      ok = false;
-    } else if (typeof auth === 'function') {
-      try {
-        // A JS caller's authenticator may return a truthy non-boolean; only `true` admits.
-        const verdict: unknown = await auth({ username, password });
-        ok = verdict === true;
-      } catch {
-        ok = false;
-      }
-    } else if (auth !== undefined) {
-      // Both comparisons always run so timing reveals nothing about which part was wrong.
-      const userOk = sameSecret(username, auth.username);
-      const passwordOk = sameSecret(password, auth.password);
-      ok = userOk && passwordOk;
-    }
+    const check =
+      typeof auth === 'function' ? (credentials: SocksCredentials | undefined) => credentials !== undefined && auth(credentials) : auth;
+    const injected = this.#failure.spec?.auth === 'reject';
+    const ok = version === 0x01 && !injected && auth !== undefined && (await verifyCredentials(check, { username, password }, undefined));
     call.authenticated = ok;
     if (ok) {
       socket.write(Buffer.from([0x01, 0x00]));
       return true;
     }
     // RFC 1929 §2: on a failure status the server MUST close the connection.
-    call.outcome = this.#failure.spec?.auth === 'reject' ? 'injected' : 'rejected';
+    call.outcome = injected ? 'injected' : 'rejected';
     socket.end(Buffer.from([0x01, 0x01]));
     return false;
   }
@@ -769,70 +706,6 @@ class RecordingSocksProxyServer implements RecordingSocksProxy {
     } catch {
       return SOCKS_REPLY.notAllowed;
     }
-  }
-
-  #tunnel(socket: net.Socket, call: Mutable<SocksCall>, reader: ByteReader, destination: string): void {
-    call.connectedTo = destination;
-    const upstream = net.connect({ host: destination, port: call.port, allowHalfOpen: true });
-    this.#track(upstream);
-    let established = false;
-    upstream.on('error', (error) => {
-      call.errorCode ??= errorCode(error);
-      if (!established) {
-        this.#reply(socket, call, replyFor(call.errorCode), 'failed');
-      } else {
-        socket.destroy();
-      }
-    });
-    socket.once('close', () => {
-      upstream.destroy();
-    });
-    upstream.once('connect', () => {
-      established = true;
-      this.#tunnelsOpened += 1;
-      this.#openTunnels += 1;
-      let open = 2;
-      const closeOne = (): void => {
-        open -= 1;
-        if (open === 0) {
-          call.bytesUp = upstream.bytesWritten;
-          call.bytesDown = upstream.bytesRead;
-          call.closedAt = new Date();
-          this.#openTunnels -= 1;
-        }
-      };
-      socket.once('close', closeOne);
-      upstream.once('close', closeOne);
-      call.reply = SOCKS_REPLY.succeeded;
-      call.repliedAt = new Date();
-      call.outcome = 'connected';
-      // RFC 1928 §6: BND.ADDR/BND.PORT are the address the server connected from.
-      socket.write(encodeReply(SOCKS_REPLY.succeeded, { address: upstream.localAddress ?? '0.0.0.0', port: upstream.localPort ?? 0 }));
-      const early = reader.release();
-      if (early.length > 0) upstream.write(early);
-      socket.pipe(upstream);
-      upstream.pipe(socket);
-    });
-  }
-
-  #sleep(ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        this.#sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.#sleepers.add(wake);
-    });
-  }
-
-  async #shutdown(): Promise<void> {
-    for (const wake of [...this.#sleepers]) wake();
-    const listener = this.#listener;
-    this.#listener = undefined;
-    await Promise.all([closeServer(listener), destroySockets(this.#sockets)]);
   }
 }
 

@@ -9,7 +9,6 @@
  * Install Squid with `scripts/squid.sh install`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { accessSync, constants as fsConstants, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -17,6 +16,8 @@ import { createServer, isIP, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+import { md5Crypt } from './md5-crypt.js';
 
 /** The basic-auth helper shipped in Debian's squid package (`--enable-auth-basic=NCSA`). */
 export const NCSA_AUTH_HELPER = '/usr/lib/squid/basic_ncsa_auth';
@@ -141,56 +142,18 @@ export function assertSquidAvailable(): void {
 
 // --- APR1 (Apache MD5-crypt) for the htpasswd file --------------------------
 
-const CRYPT_ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
-function md5(...parts: Buffer[]): Buffer {
-  const hash = createHash('md5');
-  for (const part of parts) hash.update(part);
-  return hash.digest();
-}
-
-function to64(value: number, length: number): string {
-  let out = '';
-  for (let v = value, i = 0; i < length; i++, v >>= 6) out += CRYPT_ALPHABET[v & 0x3f] ?? '';
-  return out;
-}
-
 /**
- * `$apr1$` hash as `htpasswd -m` / `openssl passwd -apr1` make it (PHK's
- * MD5-crypt with Apache's magic); basic_ncsa_auth verifies it. Done here so the
- * tests need neither apache2-utils nor an openssl binary.
+ * `$apr1$` hash as `htpasswd -m` / `openssl passwd -apr1` make it; basic_ncsa_auth verifies it.
+ * Done here so the tests need neither apache2-utils nor an openssl binary.
  */
-export function apr1Hash(password: string, salt = randomBytes(6).toString('base64').replace(/[^./0-9A-Za-z]/g, '.').slice(0, 8)): string {
-  const magic = Buffer.from('$apr1$');
-  const pw = Buffer.from(password, 'utf8');
-  const s = Buffer.from(salt, 'ascii');
-  const alternate = md5(pw, s, pw);
-  const parts: Buffer[] = [pw, magic, s];
-  for (let left = pw.length; left > 0; left -= 16) parts.push(alternate.subarray(0, Math.min(16, left)));
-  for (let i = pw.length; i > 0; i >>= 1) parts.push(i & 1 ? Buffer.from([0]) : pw.subarray(0, 1));
-  let digest = md5(...parts);
-  for (let i = 0; i < 1000; i++) {
-    const round: Buffer[] = [i & 1 ? pw : digest];
-    if (i % 3 !== 0) round.push(s);
-    if (i % 7 !== 0) round.push(pw);
-    round.push(i & 1 ? digest : pw);
-    digest = md5(...round);
-  }
-  const b = (index: number): number => digest[index] ?? 0;
-  const encoded =
-    to64((b(0) << 16) | (b(6) << 8) | b(12), 4) +
-    to64((b(1) << 16) | (b(7) << 8) | b(13), 4) +
-    to64((b(2) << 16) | (b(8) << 8) | b(14), 4) +
-    to64((b(3) << 16) | (b(9) << 8) | b(15), 4) +
-    to64((b(4) << 16) | (b(10) << 8) | b(5), 4) +
-    to64(b(11), 2);
-  return `$apr1$${salt}$${encoded}`;
+export function apr1Hash(password: string, salt?: string): string {
+  return md5Crypt(password, '$apr1$', salt);
 }
 
 // --- helpers -----------------------------------------------------------------
 
 /** A port that is free on 127.0.0.1 (and on ::1 when asked) right now. */
-async function freePort(ipv6: boolean): Promise<number> {
+export async function freePort(ipv6: boolean): Promise<number> {
   const probe = async (host: string, port: number): Promise<number> => {
     const server = createServer();
     server.listen({ host, port, exclusive: true });
@@ -581,7 +544,7 @@ async function launch(options: StartSquidOptions, binary: string): Promise<Squid
 }
 
 /** Signal our own child by PID; it may already be gone. */
-function killChild(child: ChildProcess, signal: NodeJS.Signals): void {
+export function killChild(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
     process.kill(child.pid, signal);

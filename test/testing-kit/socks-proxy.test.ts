@@ -335,11 +335,17 @@ describe('recording SOCKS proxy: failure injection', () => {
     await using origin = await createTestOrigin();
     await using socks = await createRecordingSocksProxy({ fail: { connect: 'reset' } });
     await assert.rejects(connectVia(socks, '127.0.0.1', origin.port), /ECONNRESET|Socket closed/);
+    // Reset on accept, before any byte: counted as a connection, recorded as no call (as the HTTP proxy does).
+    assert.equal(socks.connections, 1);
+    assert.equal(socks.calls().length, 0);
+    await socks.setFailure({ connect: 'reset', stage: 'request' });
+    await assert.rejects(connectVia(socks, '127.0.0.1', origin.port), /ECONNRESET|Socket closed/);
     assert.equal(socks.lastCall()?.outcome, 'injected');
+    assert.equal(socks.lastCall()?.port, origin.port);
 
     await socks.setFailure({ connect: 'garbage' });
     const garbage = await raw(socks.port, Buffer.from([5, 1, 0]));
-    assert.match(garbage.data.toString('latin1'), /^HTTP\/1\.1 400 /);
+    assert.ok(garbage.data.length > 0 && garbage.data[0] !== 5, 'the answer is not SOCKS5');
     await assert.rejects(connectVia(socks, '127.0.0.1', origin.port));
 
     await socks.setFailure({ connect: 'hang' });

@@ -25,8 +25,11 @@ export interface TunnelRecord {
 export interface TunnelHooks {
   /** Track a socket so the server's close() destroys it. */
   track(socket: Duplex): void;
-  /** The target accepted the connection: answer the client (before any tunnelled byte is relayed). */
-  established(): void;
+  /**
+   * The target accepted the connection: answer the client (before any tunnelled byte is relayed).
+   * `upstream` is the connection to the target (a SOCKS5 reply names its local address, RFC 1928 §6).
+   */
+  established(upstream: net.Socket): void;
   /** The target could not be reached: answer the client and close. */
   unreachable(): void;
   /** Both sides of an established tunnel have closed. */
@@ -69,7 +72,7 @@ export function openTunnel(record: TunnelRecord, client: Duplex, head: Buffer, t
     client.once('close', closeOne);
     upstream.once('close', closeOne);
     client.on('error', () => upstream.destroy());
-    hooks.established();
+    hooks.established(upstream);
     if (head.length > 0) {
       upstream.write(head);
     }
