@@ -64,7 +64,7 @@ export interface SocksTunnelTarget extends TunnelTarget {
  * first address it answers. A checking resolver (src/ssrf/connect.ts) refuses the whole name with
  * `BlockedDestinationError` when any answer is blocked, so the address returned is one it checked.
  */
-export function resolveFirstAddress(hostname: string, resolve: LookupFunction = systemLookup): Promise<string> {
+function resolveFirstAddress(hostname: string, resolve: LookupFunction = systemLookup): Promise<string> {
   return new Promise<string>((fulfil, reject) => {
     const answer = (error: NodeJS.ErrnoException | null, answered: string | LookupAddress[]): void => {
       if (error !== null) {
