@@ -59,7 +59,12 @@ interface AgentWithAddRequest {
   addRequest(req: ClientRequest, options: RequestSocketOptions): void;
 }
 interface RequestInternals {
-  /** Node's way to fail a request that never got a socket: what http.Agent does when a connect fails. */
+  /**
+   * Node's way to fail a request that never got a socket: what http.Agent does when a connect fails.
+   * Undocumented, but no public API fails a socketless request (`req.destroy(error)` emits nothing
+   * until a socket arrives). Fenced by the test "a request refused by the agent fails promptly" in
+   * test/integration/agents/http-agents.test.ts, which names this method when it goes.
+   */
   onSocket(socket: undefined, error: Error): void;
 }
 

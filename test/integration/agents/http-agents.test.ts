@@ -779,6 +779,20 @@ describe('egress http.Agents', () => {
       }
     }
 
+    it('a request refused by the agent fails promptly (fence: node:http ClientRequest.prototype.onSocket)', async () => {
+      // The agents fail a request they refuse with ClientRequest's undocumented onSocket(undefined,
+      // error), as node:http's own Agent does; if a Node release drops it, say so instead of hanging.
+      assert.equal(
+        typeof (http.ClientRequest.prototype as unknown as { onSocket?: unknown }).onSocket,
+        'function',
+        'node:http no longer has ClientRequest.prototype.onSocket: src/agents/http-agents.ts needs another way to fail a refused request',
+      );
+      const refused = send(http, { ...at(httpOrigin, '/', egress.httpAgent('appservice')), headers: { 'Proxy-Authorization': 'Basic c3RvbGVu' } });
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => { reject(new Error('a refused request did not fail within 2 s')); }, 2_000).unref());
+      const error = await failure(Promise.race([refused, timeout]));
+      assert.ok(error instanceof ForbiddenHeaderError, String(error));
+    });
+
     it('is refused when set after the request was created', () => {
       const req = http.request(at(httpOrigin, '/', egress.agent('appservice')));
       req.on('error', () => undefined);
