@@ -35,7 +35,7 @@ const MAX_ROUNDS = 30;
 const TIME_CAP_MS = 90_000;
 /** Dispatches per batch of the in-process measurement (no sockets). */
 const MICRO_BATCH = 50_000;
-const MICRO_ROUNDS = 12;
+const MICRO_ROUNDS = 20;
 
 export const OBSERVABILITY_VARIANTS = ['baseline', 'no subscriber', 'subscriber', 'prometheus'] as const;
 export type ObservabilityVariant = (typeof OBSERVABILITY_VARIANTS)[number];
