@@ -17,6 +17,7 @@ import { TlsSessionCache } from './session-cache.js';
 import { createCheckedConnector } from '../ssrf/connect.js';
 import { directLookup } from './direct-lookup.js';
 import { openSocksTunnel, type SocksTunnelTarget } from './socks.js';
+import type { EgressObserver } from '../observability/observer.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -30,10 +31,12 @@ export class ConnectionPools {
   readonly #socks = new Map<ProxyEndpoint, LeanAgent>();
   readonly #checkedSocks = new Map<ProxyEndpoint, LeanAgent>();
   readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
+  readonly #observer: EgressObserver | undefined;
 
-  constructor(config: EgressConfig, tls: TlsSettings) {
+  constructor(config: EgressConfig, tls: TlsSettings, observer?: EgressObserver) {
     this.#config = config;
     this.#tls = tls;
+    this.#observer = observer;
   }
 
   /** The origin TLS of these pools (a `proxyRules` entry with its own `ca` has pools of its own). */
@@ -46,7 +49,7 @@ export class ConnectionPools {
     const key = this.#canonical(endpoint);
     let sessions = this.#proxySessions.get(key);
     if (sessions === undefined) this.#proxySessions.set(key, (sessions = new TlsSessionCache()));
-    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
+    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions, observer: this.#observer };
   }
 
   /**
@@ -163,6 +166,13 @@ export class ConnectionPools {
       return httpsProxy;
     }
     return endpoint;
+  }
+
+  /** Connections the pools hold now, by route (for `egress.stats()`). */
+  connectionCounts(): { proxy: number; direct: number } {
+    let proxy = 0;
+    for (const pool of [...this.#tunnels.values(), ...this.#forwarders.values(), ...this.#socks.values(), ...this.#checkedSocks.values()]) proxy += pool.connections;
+    return { proxy, direct: (this.#direct?.connections ?? 0) + (this.#checkedDirect?.connections ?? 0) };
   }
 
   /** Every pool created so far. */

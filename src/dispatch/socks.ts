@@ -168,7 +168,7 @@ export async function sendSocksConnect(socket: Socket, proxy: ProxyConnection, d
  * it (SNI = `target.servername`, certificate checked against it, else against the host).
  * @param resolve The resolver of `socks5:` names (the egress's, checking for blocklisted types). Unused for `socks5h:`.
  */
-export async function openSocksTunnel(
+export function openSocksTunnel(
   proxy: ProxyConnection,
   target: SocksTunnelTarget,
   originTls: HopTls,
@@ -178,9 +178,13 @@ export async function openSocksTunnel(
 ): Promise<Socket> {
   // undici hands IPv6 hosts over in brackets, as a URL has them.
   const hostname = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const host = await socksDestination(proxy, hostname, resolve);
-  const socket = await openProxySocket(proxy, signal);
-  const tunnel = await sendSocksConnect(socket, proxy, { hostname: host, port: target.port }, signal);
-  if (!target.secure) return tunnel;
-  return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, hostname, originSessions);
+  const open = async (): Promise<Socket> => {
+    const host = await socksDestination(proxy, hostname, resolve);
+    const socket = await openProxySocket(proxy, signal);
+    const tunnel = await sendSocksConnect(socket, proxy, { hostname: host, port: target.port }, signal);
+    if (!target.secure) return tunnel;
+    return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, hostname, originSessions);
+  };
+  // Counted and published as CONNECT tunnels are (src/observability): open, error and close events.
+  return proxy.observer === undefined ? open() : proxy.observer.observeTunnel(proxy.endpoint.url, authorityOf({ hostname, port: target.port }), open);
 }
