@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { compileEgressConfig, type EgressConfig } from '../../config/compile.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from '../../config/env.js';
 import type { ProxyEndpoint } from '../../config/proxy-url.js';
-import { classifyTlsError, proxyTlsErrorFrom, tlsSettingsFor, type TlsSettings } from '../../dispatch/tls.js';
+import { classifyTlsError, proxyTlsErrorFrom, ruleOriginTls, tlsSettingsFor, type TlsSettings } from '../../dispatch/tls.js';
 import { authorityOf, sendConnect, unreachable, type ProxyConnection } from '../../dispatch/tunnel.js';
 import {
   BlockedDestinationError,
@@ -119,7 +119,10 @@ export async function runCheck(input: CheckInput, progress: Progress | undefined
       caGiven: input.ca !== undefined,
       timeoutMs: input.timeoutMs,
     };
-    const tls = tlsSettingsFor(config, input.env);
+    const settings = tlsSettingsFor(config, input.env);
+    // A proxy rule's own `ca` is trusted for its routes, as the library does (src/egress.ts).
+    const ruleCa = decision.rule === null ? undefined : config.proxyRules[decision.rule.index]?.ca;
+    const tls = ruleCa === undefined ? settings : { proxy: settings.proxy, origin: ruleOriginTls(config, ruleCa, input.env) };
     if (decision.proxy === null) await direct(recorder, input, config, tls, context, sockets);
     else await proxied(recorder, input, config, decision.proxy, tls, context, sockets);
   } catch (error) {
