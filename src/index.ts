@@ -9,6 +9,8 @@ export type { EnvRecord, RawEnvValue, RawProxyEnv } from './config/env.js';
 export { parseProxyUrl, ProxyEndpoint, DEFAULT_PROXY_PORT } from './config/proxy-url.js';
 export { compileNoProxy, NoProxyMatcher } from './config/no-proxy.js';
 export type { NoProxyRule } from './config/no-proxy.js';
+export type { NoProxyCompileOptions, NoProxySkippedEntry } from './config/no-proxy.js';
+export { loadEgressConfigFile } from './config/config-file.js';
 export { targetFromUrl } from './match/target.js';
 export type { Target } from './match/target.js';
 export { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from './policy/connection-types.js';
@@ -38,3 +40,15 @@ export {
 } from './errors.js';
 export type { EgressErrorByCode, EgressErrorCode, ProxyTlsReason } from './errors.js';
 export { redactUrl } from './redact.js';
+export { EGRESS_CHANNELS } from './observability/channels.js';
+export type {
+  BlockedEvent,
+  EgressApi,
+  RequestFinishEvent,
+  RequestOutcome,
+  RouteEvent,
+  TunnelCloseEvent,
+  TunnelErrorEvent,
+  TunnelOpenEvent,
+} from './observability/channels.js';
+export type { ConnectionTypeStats, EgressStats, RouteStats, TunnelStats } from './observability/stats.js';
