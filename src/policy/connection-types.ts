@@ -54,7 +54,7 @@ export interface ConnectionTypePolicy {
  * The routing profile of a policy: types whose profile is equal route every request the same way,
  * so they share one dispatcher and one pair of agents.
  */
-export function routingProfile(policy: ConnectionTypePolicy): string {
+function routingProfile(policy: ConnectionTypePolicy): string {
   return `${policy.route}|${policy.proxySelection}|${String(policy.alwaysDirect)}|${String(policy.ipBlocklist)}`;
 }
 
