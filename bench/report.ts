@@ -6,6 +6,7 @@
 import { CLIENTS, CLIENT_NAMES, type ClientName } from './clients.js';
 import { decisionTable, LIST_SIZES, type DecisionResults } from './decision.js';
 import { overheadTable, type OverheadFigure } from './overhead.js';
+import { microTable, observabilityTable, type MicroFigure, type ObservabilityFigure } from './observability.js';
 import { formatNumber, formatRatio, median, range } from './stats.js';
 import type { WorkerResult } from './worker.js';
 import { WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.js';
@@ -34,7 +35,7 @@ export interface JobRecord {
 }
 
 /** Cores' worth of CPU that processes other than the worker, Squid and the origins used during the timed part. */
-export function otherLoadCores(record: JobRecord): number {
+function otherLoadCores(record: JobRecord): number {
   const timed = record.result?.timed;
   if (timed === undefined || record.machineBusyMicros === 0) return Number.NaN;
   const ours = (record.result?.cpuMicros ?? 0) + record.squidCpuMicros + record.originCpuMicros;
@@ -97,7 +98,7 @@ function failureOf(record: JobRecord): string {
 }
 
 /** Medians per client and workload. */
-export function summarize(records: readonly JobRecord[]): Summary[] {
+function summarize(records: readonly JobRecord[]): Summary[] {
   const summaries: Summary[] = [];
   const rateOf = (record: JobRecord): number => {
     const timed = record.result?.timed;
@@ -170,7 +171,7 @@ interface TargetLine {
 const EGRESS_CLIENTS = ['egress-request', 'egress-fetch', 'egress-agent'] as const;
 
 /** Evaluate the issue's targets (figures, not assertions). */
-export function evaluateTargets(summaries: readonly Summary[], decision: DecisionResults | undefined): TargetLine[] {
+function evaluateTargets(summaries: readonly Summary[], decision: DecisionResults | undefined): TargetLine[] {
   const lines: TargetLine[] = [];
   const find = (client: ClientName, workload: WorkloadName): Summary | undefined =>
     summaries.find((s) => s.client === client && s.workload === workload && s.rates.length > 0);
@@ -251,6 +252,7 @@ export function renderReport(
   records: readonly JobRecord[],
   decision: DecisionResults | undefined,
   overhead: readonly OverheadFigure[] | undefined,
+  observability?: { readonly micro: readonly MicroFigure[]; readonly figures: readonly ObservabilityFigure[] },
 ): string {
   const summaries = summarize(records);
   const workloads = WORKLOAD_NAMES.filter((w) => summaries.some((s) => s.workload === w));
@@ -310,6 +312,20 @@ export function renderReport(
       'Sequential GETs of the small body to a loopback origin in another process; matrix-egress routes them direct (no proxy configured), through its routing dispatcher, decision cache, SSRF check and lean pool.',
       '',
       overheadTable(overhead),
+      '',
+    );
+  }
+  if (observability !== undefined) {
+    parts.push(
+      '## Observability overhead (issue 16): CPU of the client process',
+      '',
+      'In process, a routing dispatcher whose child answers at once (nothing but our code runs):',
+      '',
+      microTable(observability.micro),
+      '',
+      'End to end, sequential GETs routed direct to a loopback origin in another process; Δ is the median over rounds of each variant against the baseline batch of the same round:',
+      '',
+      observabilityTable(observability.figures),
       '',
     );
   }

@@ -46,12 +46,6 @@ export class EgressError extends Error {
   }
 }
 
-/** Where a configuration value came from: an environment variable or an option path. */
-export interface ConfigSource {
-  /** For example `https_proxy`, `NO_PROXY` or `option httpsProxy`. */
-  readonly source: string;
-}
-
 /** A proxy variable, proxy option or `no_proxy` entry is invalid. Thrown at construction, never later. */
 export class ProxyConfigError extends EgressError {
   override readonly name = 'ProxyConfigError';
@@ -218,10 +212,13 @@ export class BlockedDestinationError extends EgressError {
   declare readonly code: 'ERR_EGRESS_BLOCKED_DESTINATION';
   readonly host: string;
   readonly address: string;
-  constructor(host: string, address: string) {
+  /** The `ipBlocklist` entry that matched, as written; `null` when unknown or the answer was not an IP address. */
+  readonly rule: string | null;
+  constructor(host: string, address: string, rule: string | null = null) {
     super('ERR_EGRESS_BLOCKED_DESTINATION', `Refusing to connect to ${host} (${address}): the address is blocklisted`);
     this.host = host;
     this.address = address;
+    this.rule = rule;
   }
 }
 

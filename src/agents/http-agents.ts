@@ -1,6 +1,6 @@
 /**
  * `http.Agent`s for node:http users (axios, got, matrix-bot-sdk-style request functions): one
- * keep-alive agent per routing profile and scheme, choosing proxy or direct for every request from
+ * keep-alive agent per connection type and scheme, choosing proxy or direct for every request from
  * the connection type's policy and `no_proxy`, matched on the host and port actually connected to.
  *
  * Built on agent-base's `Agent`, whose `connect()` may return a Promise of a socket and which keeps
@@ -11,7 +11,7 @@
  *   segments (`/a/../b` → `/b`, breaking federation signatures); it takes the target host from the
  *   `Host` header rather than from the host connected to; it keeps the credentials in public
  *   `proxy` and `proxyHeaders` fields and sets `Proxy-Authorization` on the request itself, all
- *   printed by `util.inspect` (we add it on the socket: ./forwarding.ts); it waits for TCP
+ *   printed by `util.inspect` (we add it on the way to the proxy: ./forwarding.ts); it waits for TCP
  *   `connect` only, with no time limit, so an `https://` proxy's TLS failure reaches the caller
  *   untyped and a silent proxy hangs the request; and it proxies every request, so it cannot serve
  *   hosts in and out of `no_proxy` with one agent. We keep its one good idea, rewriting each
@@ -34,10 +34,12 @@ import { serverNameFor, type TlsSettings } from '../dispatch/tls.js';
 import { authorityOf, openProxySocket, openTunnel } from '../dispatch/tunnel.js';
 import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
 import { targetFromHostPort, type Target } from '../match/target.js';
-import { assertHostAllowed, createCheckedLookup } from '../ssrf/connect.js';
-import { routingProfile, type ConnectionTypePolicy } from '../policy/connection-types.js';
-import { decideRoute } from '../policy/route.js';
-import { carryProxyCredentials, forwardInAbsoluteForm } from './forwarding.js';
+import { assertHostAllowed } from '../ssrf/connect.js';
+import { directLookup } from '../dispatch/direct-lookup.js';
+import type { ConnectionTypePolicy } from '../policy/connection-types.js';
+import { decideRoute, type RouteDecision } from '../policy/route.js';
+import type { EgressObserver } from '../observability/observer.js';
+import { ForwardedRequests, ForwardingSocket, forwardInAbsoluteForm } from './forwarding.js';
 
 /** Most distinct host:port routes an agent remembers before it starts over (as egress.ts does for dispatchers). */
 const MAX_CACHED_ROUTES = 4096;
@@ -58,7 +60,12 @@ interface AgentWithAddRequest {
   addRequest(req: ClientRequest, options: RequestSocketOptions): void;
 }
 interface RequestInternals {
-  /** Node's way to fail a request that never got a socket: what http.Agent does when a connect fails. */
+  /**
+   * Node's way to fail a request that never got a socket: what http.Agent does when a connect fails.
+   * Undocumented, but no public API fails a socketless request (`req.destroy(error)` emits nothing
+   * until a socket arrives). Fenced by the test "a request refused by the agent fails promptly" in
+   * test/integration/agents/http-agents.test.ts, which names this method when it goes.
+   */
   onSocket(socket: undefined, error: Error): void;
 }
 
@@ -73,6 +80,8 @@ interface AgentContext {
   readonly pools: ConnectionPools;
   /** Aborted when the egress closes: in-flight connects stop, new requests fail with {@link EgressClosedError}. */
   readonly lifetime: AbortSignal;
+  /** Counts and publishes requests and connections (src/observability). */
+  readonly observer: EgressObserver | undefined;
 }
 
 /** Where one request goes. */
@@ -82,6 +91,8 @@ interface RequestRoute {
   readonly proxy: ProxyEndpoint | null;
   /** A Unix socket the caller asked for with `socketPath`: always direct, as nothing leaves the machine. */
   readonly socketPath: string | undefined;
+  /** Why: the policy's decision; `undefined` for a `socketPath` request. */
+  readonly decision?: RouteDecision;
 }
 
 /** The shared half of both agents: per-request routing, header refusal, close, redacted inspect. */
@@ -96,8 +107,7 @@ abstract class RoutingAgent extends AgentBase {
     super({ keepAlive: true });
     this.#context = context;
     this.#scheme = scheme;
-    const { ipFilter, lookup } = context.config;
-    this.#lookup = context.policy.ipBlocklist && !ipFilter.isOff ? createCheckedLookup(ipFilter, lookup) : lookup;
+    this.#lookup = directLookup(context.config, context.policy.ipBlocklist);
   }
 
   #closed(): boolean {
@@ -121,8 +131,8 @@ abstract class RoutingAgent extends AgentBase {
     let route = this.#routes.get(key);
     if (route === undefined) {
       const target = targetFromHostPort(this.#scheme, host, port);
-      const { proxy } = decideRoute(this.#context.config, this.#context.policy.name, target);
-      route = { target, proxy, socketPath: undefined };
+      const decision = decideRoute(this.#context.config, this.#context.policy.name, target);
+      route = { target, proxy: decision.proxy, socketPath: undefined, decision };
       if (this.#routes.size >= MAX_CACHED_ROUTES) this.#routes.clear();
       this.#routes.set(key, route);
     }
@@ -134,10 +144,16 @@ abstract class RoutingAgent extends AgentBase {
    * the one place to refuse and rewrite requests.
    */
   addRequest(req: ClientRequest, options: RequestSocketOptions): void {
+    const { observer } = this.#context;
+    const observed = observer?.observeRequest(req, this.#context.policy.name);
     try {
       if (this.#closed()) throw new EgressClosedError();
       refuseProxyAuthorization(req, options);
       const route = this.routeOf(options);
+      if (observed !== undefined) {
+        observed.route = route.proxy === null ? 'direct' : 'proxy';
+        if (route.decision !== undefined) observer?.routeDecided('agent', route.decision, route.target);
+      }
       // SPEC §8, as for the dispatchers: an IP-literal origin is checked whatever the route, before a
       // byte goes anywhere; a host name is checked on the addresses it resolves to (direct routes only).
       const { policy, config } = this.#context;
@@ -156,15 +172,17 @@ abstract class RoutingAgent extends AgentBase {
   protected abstract prepareRequest(req: ClientRequest, route: RequestRoute): void;
 
   /** @internal Open a socket for the route of a new connection. */
-  protected abstract open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket>;
+  protected abstract open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Duplex>;
 
   /** @internal agent-base calls this when the pool needs a new socket. */
   override async connect(_req: ClientRequest, options: AgentConnectOpts): Promise<Duplex> {
     const { lifetime } = this.#context;
     if (this.#closed()) throw new EgressClosedError();
-    let socket: Socket;
+    let socket: Duplex;
     try {
-      socket = await this.open(this.routeOf(options), options, lifetime);
+      const route = this.routeOf(options);
+      socket = await this.open(route, options, lifetime);
+      this.#context.observer?.trackConnection(route.proxy === null ? 'direct' : 'proxy', socket);
     } catch (error) {
       throw this.#closed() ? new EgressClosedError() : error;
     }
@@ -232,6 +250,9 @@ abstract class RoutingAgent extends AgentBase {
 
 /** The agent for `http://` URLs: direct TCP, or absolute-form requests forwarded by the proxy. */
 class EgressHttpAgent extends RoutingAgent {
+  /** Forwarded requests whose head has yet to go out, for the {@link ForwardingSocket}s of this agent. */
+  readonly #forwarded = new ForwardedRequests();
+
   constructor(context: AgentContext) {
     super(context, 'http');
   }
@@ -253,14 +274,15 @@ class EgressHttpAgent extends RoutingAgent {
   }
 
   protected override prepareRequest(req: ClientRequest, route: RequestRoute): void {
-    if (route.proxy !== null) forwardInAbsoluteForm(req, route.target, route.proxy);
+    if (route.proxy !== null) forwardInAbsoluteForm(req, route.target, route.proxy, this.#forwarded);
   }
 
-  protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket> {
+  protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Duplex> {
     const { proxy } = route;
     if (proxy !== null) {
-      // Proxy-Authorization goes on this socket's writes, never into the ClientRequest (forwarding.ts).
-      return openProxySocket(this.pools.proxyConnection(proxy), signal).then((socket) => carryProxyCredentials(socket, proxy));
+      // node:http writes to a ForwardingSocket, which puts each head in absolute form with
+      // Proxy-Authorization on its way to the proxy; the ClientRequest never holds either (forwarding.ts).
+      return openProxySocket(this.pools.proxyConnection(proxy), signal).then((socket) => new ForwardingSocket(socket, proxy, this.#forwarded));
     }
     return connectDirect(this.directAddress(route, options), undefined, this.connectTimeout, signal);
   }
@@ -426,17 +448,18 @@ function guardHeaderSetters(req: ClientRequest): void {
 }
 
 /**
- * The `http.Agent`s of one egress: per routing profile one agent for `http://` URLs and one for
- * `https://` URLs, created on first use, keep-alive, shared by every connection type with that
- * profile, and routing each request by its own host and port.
+ * The `http.Agent`s of one egress: per connection type one agent for `http://` URLs and one for
+ * `https://` URLs, created on first use, keep-alive, and routing each request by its own host and
+ * port. One agent per type (not per routing profile) so that every request is counted under its
+ * type (docs/guides/observability.md).
  *
  * - https: direct TLS to the origin, or TLS to the origin inside a CONNECT tunnel opened by our own
  *   connector (Proxy-Authorization on CONNECT only; 407 → `ProxyAuthenticationError`, other non-2xx
  *   → `ProxyConnectError`, TLS to the proxy → `ProxyTlsError`, unreachable → `ProxyUnreachableError`).
  *   Origin TLS is always verified (system CAs plus `ca`) against the request's `servername`, else the
  *   host of its `Host` header, else the host connected to.
- * - http: direct TCP, or absolute-form requests to the proxy with Proxy-Authorization, added to the
- *   head on the socket to the proxy and never held by the `ClientRequest` (so `util.inspect` of the
+ * - http: direct TCP, or absolute-form requests to the proxy with Proxy-Authorization, both put into
+ *   the head on its way to the proxy and never held by the `ClientRequest` (so `util.inspect` of the
  *   request, `res.req` or an error carrying them shows none); a 407 from the proxy fails the request
  *   with `ProxyAuthenticationError` instead of emitting `'response'`.
  * - Types with an IP blocklist (SPEC §8): an IP-literal origin is checked on every route, a host
@@ -455,11 +478,14 @@ export class HttpAgents {
   readonly #https = new Map<string, EgressHttpsAgent>();
   #closing: Promise<void> | undefined;
 
+  readonly #observer: EgressObserver | undefined;
+
   /** @internal Built by `createEgress`. */
-  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools) {
+  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools, observer?: EgressObserver) {
     this.#config = config;
     this.#tls = tls;
     this.#pools = pools;
+    this.#observer = observer;
     // Every in-flight connect listens on this one signal.
     setMaxListeners(0, this.#lifetime.signal);
   }
@@ -485,10 +511,11 @@ export class HttpAgents {
 
   #agent<A extends RoutingAgent>(cache: Map<string, A>, policy: ConnectionTypePolicy, create: (context: AgentContext) => A): A {
     if (this.#closing !== undefined) throw new EgressClosedError();
-    const key = routingProfile(policy);
+    // One agent per type, so requests are counted per type (one per routing profile before observability, #16).
+    const key = policy.name;
     let agent = cache.get(key);
     if (agent === undefined) {
-      agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal });
+      agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal, observer: this.#observer });
       cache.set(key, agent);
     }
     return agent;
