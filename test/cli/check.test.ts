@@ -256,8 +256,9 @@ describe('matrix-egress check through the recording proxy', { timeout: 120_000 }
     const json = report(await runCheck(['--type', 'oidc', `${httpOrigin.url}/`, '--json', ...STEP_TIMEOUT], { http_proxy: authProxy.url }));
     assert.equal(json.failedStep, 'proxy authentication');
     const error = step(json, 'proxy authentication').error;
-    assert.equal(error?.code, 'ERR_EGRESS_PROXY_AUTH');
-    assert.match(error?.message ?? '', /refused a forwarded request to /);
+    assert.ok(error !== undefined);
+    assert.equal(error.code, 'ERR_EGRESS_PROXY_AUTH');
+    assert.match(error.message, /refused a forwarded request to /);
     assert.doesNotMatch(JSON.stringify(json), /CONNECT to/);
   });
 
