@@ -131,7 +131,7 @@ export function mergeConfigFile(options: EgressOptions & { readonly configFile: 
   }
   const file = resolve(options.configFile);
   return {
-    options: merged as EgressOptions,
+    options: merged,
     sourceOf: (key) => (fileKeys.has(key) ? `config file ${file} at ${key}` : `option ${key}`),
   };
 }
