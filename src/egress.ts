@@ -17,6 +17,9 @@ import { tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
 import { assertHostAllowed } from './ssrf/connect.js';
+import { FederationClient, type EgressFederation } from './federation/client.js';
+import { FederationResolver } from './federation/resolver.js';
+import { systemResolveSrv } from './federation/options.js';
 
 /** `fetch` options: undici's, less `dispatcher` (the connection type chooses it), plus `connectTo`. */
 export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
@@ -43,6 +46,8 @@ export interface Egress {
   httpsAgent(type: ConnectionType): HttpsAgent;
   /** The route a request of `type` to `url` would take, and why. */
   route(type: ConnectionType, url: string | URL): RouteDecision;
+  /** Matrix federation: server discovery (`resolve`), requests to a server name (`fetch`), `clearCache`. */
+  readonly federation: EgressFederation;
   /** Stop taking requests, let running ones finish, and close every pooled connection. Idempotent. */
   close(): Promise<void>;
   /** Abort running requests and close every connection now. Idempotent. */
@@ -59,6 +64,7 @@ class EgressImpl implements Egress, ChildSelector {
   readonly #agents: HttpAgents;
   readonly #dispatchers = new Map<string, RoutingDispatcher>();
   readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, Dispatcher>>();
+  readonly federation: EgressFederation;
   #ending: Promise<void> | undefined;
 
   constructor(config: EgressConfig) {
@@ -66,6 +72,13 @@ class EgressImpl implements Egress, ChildSelector {
     this.#tls = tlsSettingsFor(config);
     this.#pools = new ConnectionPools(config, this.#tls);
     this.#agents = new HttpAgents(config, this.#tls, this.#pools);
+    const resolver = new FederationResolver({
+      fetchWellKnown: (url, init) => this.fetch('federation', url, init),
+      resolveSrv: config.federation.resolveSrv ?? systemResolveSrv,
+      cacheSize: config.federation.cacheSize,
+      wellKnownTimeout: config.federation.wellKnownTimeout,
+    });
+    this.federation = new FederationClient(resolver, () => this.dispatcher('federation'));
   }
 
   get closed(): boolean {

@@ -13,6 +13,7 @@ import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../polic
 import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
 import { IpFilter } from '../ssrf/ip-filter.js';
 import { compileIpRanges } from '../ssrf/ip-set.js';
+import { compileFederationOptions, type FederationConfig, type FederationOptions } from '../federation/options.js';
 
 /** PEM text or DER/PEM bytes of one or more CA certificates. */
 export type CaInput = string | Buffer | readonly (string | Buffer)[];
@@ -81,6 +82,8 @@ export interface EgressOptions {
    * with throwaway certificates only; logs a warning once per egress. **Default:** `false`.
    */
   readonly useInsecureSslClientJustForTestingDoNotUse?: boolean | undefined;
+  /** Matrix server discovery (`egress.federation`): SRV resolver and cache settings. */
+  readonly federation?: FederationOptions | undefined;
 }
 
 /** Where each effective value came from: a variable name, `option <name>`, or `undefined` when unset. */
@@ -107,6 +110,8 @@ export interface EgressConfig {
   readonly ipFilter: IpFilter;
   /** The `lookup` option, when given; direct connections use `dns.lookup` otherwise. */
   readonly lookup: LookupFunction | undefined;
+  /** The compiled `federation` option. */
+  readonly federation: FederationConfig;
 }
 
 const OPTION_KEYS: ReadonlySet<string> = new Set([
@@ -124,6 +129,7 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'ipBlocklist',
   'ipAllowlist',
   'lookup',
+  'federation',
 ]);
 const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
@@ -170,6 +176,7 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
       compileIpRanges(options.ipAllowlist === undefined ? [] : options.ipAllowlist, 'ipAllowlist'),
     ),
     lookup: options.lookup,
+    federation: compileFederationOptions(options.federation),
   };
   Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
   Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });
@@ -336,6 +343,11 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     insecureSkipVerify: config.insecureSkipVerify,
     ipBlocklist: config.ipFilter.blocklist.ranges.map((range) => range.entry),
     ipAllowlist: config.ipFilter.allowlist.ranges.map((range) => range.entry),
+    federation: {
+      cacheSize: config.federation.cacheSize,
+      wellKnownTimeout: config.federation.wellKnownTimeout,
+      resolveSrv: config.federation.resolveSrv === undefined ? 'system' : 'custom',
+    },
   };
 }
 
