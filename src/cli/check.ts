@@ -14,7 +14,7 @@ import { parseCommandArgs, UsageError } from './args.js';
 import { codeOf, formatTimeout } from './check/probe.js';
 import { humanProgress, summary } from './check/report.js';
 import { countCertificates, displayUrl, runCheck, type CaFile, type CheckInput } from './check/steps.js';
-import { EXIT, type CliIo } from './commands.js';
+import { EXIT, type CliIo } from './output.js';
 
 export { CHECK_STEPS } from './check/report.js';
 export type { CheckReport, CheckStep, CheckStepError, CheckStepName, CheckStepStatus } from './check/report.js';

@@ -26,7 +26,7 @@ import {
   type TestOrigin,
 } from '../testing/index.js';
 import { parseCommandArgs } from './args.js';
-import { EXIT, formatTable, type CliIo } from './commands.js';
+import { EXIT, formatTable, type CliIo } from './output.js';
 
 /** Help text of the command. */
 export const usage = `Usage: matrix-egress demo [--json]

@@ -8,7 +8,7 @@ import { readProxyEnv, type EnvRecord, type RawEnvValue, type RawProxyEnv } from
 import type { ProxyEndpoint } from '../config/proxy-url.js';
 import type { ConnectionTypePolicy, ProxySelection, Route } from '../policy/connection-types.js';
 import { parseCommandArgs } from './args.js';
-import { EXIT, formatRows, formatTable, type CliIo } from './commands.js';
+import { EXIT, formatRows, formatTable, type CliIo } from './output.js';
 
 /** Help text of the command. */
 export const usage = `Usage: matrix-egress env [--json]

@@ -7,7 +7,7 @@ import { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from '../policy/con
 import { route, type RouteDecision } from '../policy/route.js';
 import { redactUrl } from '../redact.js';
 import { parseCommandArgs } from './args.js';
-import { EXIT, formatRows, type CliIo } from './commands.js';
+import { EXIT, formatRows, type CliIo } from './output.js';
 
 /** A comma-separated list, wrapped to 80 columns with `indent` before every line. */
 function wrap(words: readonly string[], indent: string): string {

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { isEgressError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { UsageError } from './args.js';
-import { COMMANDS, EXIT, type CliIo } from './commands.js';
+import { COMMANDS } from './commands.js';
+import { EXIT, type CliIo } from './output.js';
 
 const PROGRAM = 'matrix-egress';
 

@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { ProxyTlsReason } from '../../errors.js';
-import { formatRows, type CliOutput } from '../commands.js';
+import { formatRows, type CliOutput } from '../output.js';
 import { codeOf, type CertificateSummary } from './probe.js';
 
 /** Every step `check` can report, in the order they run. A run reports the ones of its route. */
