@@ -112,7 +112,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | null | undef
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });
@@ -131,13 +131,9 @@ export class FederationClient implements EgressFederation {
     this.#dispatcher = dispatcher;
   }
 
-  resolve(serverName: string): Promise<FederationResolution> {
-    try {
-      // A closed egress would make the .well-known fetch fail, and that failure would be cached.
-      this.#dispatcher();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  async resolve(serverName: string): Promise<FederationResolution> {
+    // A closed egress would make the .well-known fetch fail, and that failure would be cached.
+    this.#dispatcher();
     return this.#resolver.resolve(serverName);
   }
 

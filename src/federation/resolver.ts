@@ -166,13 +166,8 @@ export class FederationResolver {
    * @throws {@link InvalidServerNameError} before anything is sent when the name is not valid.
    * @throws {@link FederationUnavailableError} when an SRV answer says there is no service.
    */
-  resolve(serverName: string): Promise<FederationResolution> {
-    let name: ParsedServerName;
-    try {
-      name = parseServerName(serverName);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  async resolve(serverName: string): Promise<FederationResolution> {
+    const name = parseServerName(serverName);
     return this.#shared(`resolve ${name.text}`, () => this.#resolve(name));
   }
 
