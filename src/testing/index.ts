@@ -26,3 +26,7 @@ export {
   expectTunnel,
 } from './assertions.js';
 export type { ForwardedMatch, OriginRequestMatch, ProxyCallMatch } from './assertions.js';
+export { createSrvResolver } from './srv-resolver.js';
+export type { SrvErrorCode, TestSrvAnswer, TestSrvResolver } from './srv-resolver.js';
+export { createHostsLookup } from './hosts.js';
+export type { HostMap } from './hosts.js';
