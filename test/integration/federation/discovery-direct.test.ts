@@ -133,7 +133,7 @@ describe('federation discovery, direct route', { skip }, () => {
     await served('example.test');
     const call = deleg8443.lastCall();
     assert.equal(call?.headers.host, 'delegated.example.test:8443');
-    assert.equal(call?.servername, 'delegated.example.test');
+    assert.equal(call.servername, 'delegated.example.test');
     assert.equal(wk.lastCall()?.servername, 'example.test');
     assert.equal(wk.lastCall()?.url, '/.well-known/matrix/server');
     assert.deepEqual(srv.calls(), []);
@@ -190,7 +190,7 @@ describe('federation discovery, direct route', { skip }, () => {
     const resolution = await egress.federation.resolve('example.test');
     assert.equal(resolution.source, 'srv-matrix-fed');
     assert.equal(resolution.wellKnown?.server, null);
-    assert.equal(resolution.wellKnown?.status, 404);
+    assert.equal(resolution.wellKnown.status, 404);
     await served('example.test');
     assert.equal(srvA.lastCall()?.headers.host, 'example.test');
     assert.equal(srvA.lastCall()?.servername, 'example.test');
@@ -214,20 +214,20 @@ describe('federation discovery, direct route', { skip }, () => {
 
   for (const [label, respond] of [
     ['invalid JSON', (res: import('node:http').ServerResponse) => res.writeHead(200, { 'content-type': 'application/json' }).end('NOT JSON')],
-    ['a JSON array', (res: import('node:http').ServerResponse) => json(res, 200, ['delegated.example.test'])],
-    ['no m.server', (res: import('node:http').ServerResponse) => json(res, 200, { 'm.homeserver': 'x' })],
-    ['an invalid m.server', (res: import('node:http').ServerResponse) => json(res, 200, { 'm.server': 'bad name!' })],
-    ['m.server with a bare IPv6', (res: import('node:http').ServerResponse) => json(res, 200, { 'm.server': '::1' })],
-    ['status 500', (res: import('node:http').ServerResponse) => json(res, 500, { 'm.server': 'delegated.example.test' })],
-    ['status 201', (res: import('node:http').ServerResponse) => json(res, 201, { 'm.server': 'delegated.example.test' })],
-    ['a body over 50 KiB', (res: import('node:http').ServerResponse) => json(res, 200, { 'm.server': 'delegated.example.test', pad: 'a'.repeat(WELL_KNOWN_MAX_BODY) })],
+    ['a JSON array', (res: import('node:http').ServerResponse) => { json(res, 200, ['delegated.example.test']); }],
+    ['no m.server', (res: import('node:http').ServerResponse) => { json(res, 200, { 'm.homeserver': 'x' }); }],
+    ['an invalid m.server', (res: import('node:http').ServerResponse) => { json(res, 200, { 'm.server': 'bad name!' }); }],
+    ['m.server with a bare IPv6', (res: import('node:http').ServerResponse) => { json(res, 200, { 'm.server': '::1' }); }],
+    ['status 500', (res: import('node:http').ServerResponse) => { json(res, 500, { 'm.server': 'delegated.example.test' }); }],
+    ['status 201', (res: import('node:http').ServerResponse) => { json(res, 201, { 'm.server': 'delegated.example.test' }); }],
+    ['a body over 50 KiB', (res: import('node:http').ServerResponse) => { json(res, 200, { 'm.server': 'delegated.example.test', pad: 'a'.repeat(WELL_KNOWN_MAX_BODY) }); }],
   ] as const) {
     it(`.well-known with ${label} is no delegation: SRV and 8448 on the server name`, async () => {
       net.wellKnown.set('example.test', (_req, res) => respond(res));
       const resolution = await egress.federation.resolve('example.test');
       assert.equal(resolution.source, 'default-8448');
       assert.equal(resolution.wellKnown?.server, null);
-      assert.ok(resolution.wellKnown?.error !== undefined);
+      assert.ok(resolution.wellKnown.error !== undefined);
       assert.deepEqual(srv.calls(), ['_matrix-fed._tcp.example.test', '_matrix._tcp.example.test']);
     });
   }
@@ -241,8 +241,8 @@ describe('federation discovery, direct route', { skip }, () => {
     });
     const resolution = await egress.federation.resolve('example.test');
     assert.equal(resolution.wellKnown?.server, null);
-    assert.match(resolution.wellKnown?.error ?? '', /larger than 51200 bytes/);
-    assert.equal(resolution.wellKnown?.temporary, true);
+    assert.match(resolution.wellKnown.error ?? '', /larger than 51200 bytes/);
+    assert.equal(resolution.wellKnown.temporary, true);
   });
 
   it('redirects are followed (same and other host), with the redirect target validated as TLS', async () => {
@@ -270,7 +270,7 @@ describe('federation discovery, direct route', { skip }, () => {
     });
     const looped = await egress.federation.resolve('example.test');
     assert.equal(looped.wellKnown?.server, null);
-    assert.match(looped.wellKnown?.error ?? '', /redirect loop/);
+    assert.match(looped.wellKnown.error ?? '', /redirect loop/);
     assert.equal(wk.calls().length, 2);
     egress.federation.clearCache();
     net.wellKnown.set('example.test', (_req, res) => res.writeHead(302, { location: 'http://example.test/x' }).end());
@@ -294,7 +294,7 @@ describe('federation discovery, direct route', { skip }, () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     net.wellKnown.set('example.test', (_req, res) => {
-      void gate.then(() => json(res, 200, { 'm.server': 'delegated.example.test' }));
+      void gate.then(() => { json(res, 200, { 'm.server': 'delegated.example.test' }); });
     });
     const pending = Array.from({ length: 8 }, () => egress.federation.resolve('example.test'));
     setTimeout(release, 50);
@@ -337,7 +337,7 @@ describe('federation discovery, direct route', { skip }, () => {
   it('the next target is not tried once the server answered (even with a 500)', async () => {
     const failing = await net.serve('srv-c.example.test', 8453, {
       certNames: ['example.test'],
-      handler: (_req, res) => json(res, 500, { errcode: 'M_UNKNOWN' }),
+      handler: (_req, res) => { json(res, 500, { errcode: 'M_UNKNOWN' }); },
     });
     srv.set('_matrix-fed._tcp.example.test', [
       { name: 'srv-c.example.test', port: 8453, priority: 0, weight: 0 },
@@ -390,7 +390,7 @@ describe('federation discovery, direct route', { skip }, () => {
     it(`invalid server name ${JSON.stringify(bad)}: InvalidServerNameError, no request and no look-up`, async () => {
       const before = lookupCalls.length;
       await assert.rejects(egress.federation.fetch(bad, '/x'), InvalidServerNameError);
-      await assert.rejects(egress.federation.resolve(bad), (error: unknown) => error instanceof InvalidServerNameError && error.code === 'ERR_EGRESS_INVALID_SERVER_NAME');
+      await assert.rejects(egress.federation.resolve(bad), (error: unknown) => error instanceof InvalidServerNameError);
       assert.equal(lookupCalls.length, before);
       assert.deepEqual(srv.calls(), []);
       assert.equal(wk.calls().length, 0);
