@@ -177,3 +177,44 @@ export function createCallRecorder<T extends object>(): CallRecorder<T> {
     },
   };
 }
+
+/**
+ * Numbers calls (from 1) and client connections, and keeps every call in {@link CallLog.history}:
+ * what every kit server (recording proxy, test origin, SOCKS5 proxy) records its calls with.
+ *
+ * @internal Not part of the `matrix-egress/testing` surface.
+ */
+export class CallLog<T extends object> {
+  /** The calls, in undici `MockCallHistory` shape. */
+  readonly history: CallHistory<T>;
+  readonly #record: (call: T) => void;
+  readonly #connectionIds = new WeakMap<object, number>();
+  #nextCallId = 1;
+  #nextConnectionId = 1;
+
+  constructor() {
+    const recorder = createCallRecorder<T>();
+    this.history = recorder.history;
+    this.#record = recorder.record;
+  }
+
+  /** The next call id. */
+  nextCallId(): number {
+    return this.#nextCallId++;
+  }
+
+  /** The id of a client connection: the same socket always gets the same id. */
+  connectionId(socket: object): number {
+    let id = this.#connectionIds.get(socket);
+    if (id === undefined) {
+      id = this.#nextConnectionId++;
+      this.#connectionIds.set(socket, id);
+    }
+    return id;
+  }
+
+  /** Add a call to the history. */
+  record(call: T): void {
+    this.#record(call);
+  }
+}

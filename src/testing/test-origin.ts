@@ -14,22 +14,22 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 import {
-  createCallRecorder,
+  CallLog,
   type CallCriteria,
   type CallHistory,
   type CallPredicate,
   type FilterCallsOptions,
 } from './call-history.js';
 import { closeServer, destroySockets } from './sockets.js';
+import { plainHeaders } from './headers.js';
 import {
   checkLoopbackHost,
   checkPort,
   checkTlsMaterial,
   formatOrigin,
-  plainHeaders,
   throwawayTlsMaterial,
   type TlsMaterial,
-} from './recording-proxy.js';
+} from './listen-options.js';
 
 /** One request received by a {@link TestOrigin}. */
 export interface OriginRequest {
@@ -136,15 +136,12 @@ class TestOriginServer implements TestOrigin {
   readonly ca: string | undefined;
   readonly history: CallHistory<OriginRequest>;
 
-  readonly #record: (call: OriginRequest) => void;
+  readonly #log = new CallLog<OriginRequest>();
   readonly #server: http.Server;
   readonly #handler: OriginHandler;
   readonly #sockets = new Set<Socket>();
-  readonly #connectionIds = new WeakMap<object, number>();
   #port = 0;
   #connections = 0;
-  #nextCallId = 1;
-  #nextConnectionId = 1;
   #closing: Promise<void> | undefined;
 
   private constructor(host: string, tls: TlsMaterial | undefined, handler: OriginHandler) {
@@ -152,9 +149,7 @@ class TestOriginServer implements TestOrigin {
     this.protocol = tls === undefined ? 'http:' : 'https:';
     this.ca = tls?.ca;
     this.#handler = handler;
-    const recorder = createCallRecorder<OriginRequest>();
-    this.history = recorder.history;
-    this.#record = recorder.record;
+    this.history = this.#log.history;
     this.#server = tls === undefined ? http.createServer() : https.createServer({ cert: tls.cert, key: tls.key });
     // 'connection' is the raw TCP socket for both http and https servers; destroying it ends any TLS on top.
     this.#server.on('connection', (socket: Socket) => {
@@ -240,21 +235,12 @@ class TestOriginServer implements TestOrigin {
     }
   }
 
-  #connectionId(socket: object): number {
-    let id = this.#connectionIds.get(socket);
-    if (id === undefined) {
-      id = this.#nextConnectionId++;
-      this.#connectionIds.set(socket, id);
-    }
-    return id;
-  }
-
   async #onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const socket = req.socket;
     const servername: unknown = (socket as Partial<TLSSocket>).servername;
     const call: OriginRequest = Object.freeze({
-      id: this.#nextCallId++,
-      connectionId: this.#connectionId(socket),
+      id: this.#log.nextCallId(),
+      connectionId: this.#log.connectionId(socket),
       method: req.method ?? '',
       url: req.url ?? '',
       httpVersion: req.httpVersion,
@@ -265,7 +251,7 @@ class TestOriginServer implements TestOrigin {
       servername: typeof servername === 'string' ? servername : undefined,
       receivedAt: new Date(),
     });
-    this.#record(call);
+    this.#log.record(call);
     try {
       await this.#handler(req, res, call);
     } catch {
