@@ -5,7 +5,7 @@
  */
 import type { LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
-import { checkLoopbackHost } from './recording-proxy.js';
+import { checkLoopbackHost } from './listen-options.js';
 
 /** Host names mapped to loopback addresses, e.g. `{ 'matrix.example.test': '127.0.0.1' }`. */
 export type HostMap = Readonly<Record<string, string>>;
