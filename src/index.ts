@@ -15,6 +15,8 @@ export type { EnvRecord, RawEnvValue, RawProxyEnv } from './config/env.js';
 export { parseProxyUrl, ProxyEndpoint, DEFAULT_PROXY_PORT } from './config/proxy-url.js';
 export { compileNoProxy, NoProxyMatcher } from './config/no-proxy.js';
 export type { NoProxyRule } from './config/no-proxy.js';
+export type { NoProxyCompileOptions, NoProxySkippedEntry } from './config/no-proxy.js';
+export { loadEgressConfigFile } from './config/config-file.js';
 export { targetFromUrl } from './match/target.js';
 export type { Target } from './match/target.js';
 export { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES } from './policy/connection-types.js';

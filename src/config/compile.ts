@@ -9,6 +9,7 @@ import { ProxyConfigError } from '../errors.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from './env.js';
 import { parseProxyUrl, type ProxyEndpoint } from './proxy-url.js';
 import { compileNoProxy, type NoProxyMatcher } from './no-proxy.js';
+import { mergeConfigFile } from './config-file.js';
 import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../policy/connection-types.js';
 import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
 import { IpFilter } from '../ssrf/ip-filter.js';
@@ -37,6 +38,11 @@ export interface ConnectionTypeOptions {
 
 /** Options of {@link compileEgressConfig} and `createEgress`. Every key is optional; `undefined` means "not given". */
 export interface EgressOptions {
+  /**
+   * A JSON configuration file (docs/configuration.md#the-configuration-file) read once, synchronously.
+   * Options given in code win per key over the file; the file wins over the environment variables.
+   */
+  readonly configFile?: string | undefined;
   /** The environment to read proxy variables from. **Default:** `process.env`, read once. */
   readonly env?: EnvRecord | undefined;
   /** Proxy for `http://` URLs. Wins over `http_proxy`; `null` or `""` disables it. */
@@ -45,6 +51,11 @@ export interface EgressOptions {
   readonly httpsProxy?: string | null | undefined;
   /** Hosts that go direct. Wins over `no_proxy`; `null` or `""` means none. */
   readonly noProxy?: string | null | undefined;
+  /**
+   * Refuse a `no_proxy` entry that is not understood with a {@link ProxyConfigError} instead of
+   * skipping it with a warning. **Default:** `false` (tolerant: other tools share the variable).
+   */
+  readonly strictNoProxy?: boolean | undefined;
   /** Route overrides for built-in types and registration of new types. */
   readonly connectionTypes?: Readonly<Record<string, ConnectionTypeOptions>> | undefined;
   /** Extra CA certificates trusted for origins (added to the system CAs). */
@@ -114,11 +125,14 @@ export interface EgressConfig {
   readonly federation: FederationConfig;
 }
 
-const OPTION_KEYS: ReadonlySet<string> = new Set([
+/** Every key of {@link EgressOptions}; the configuration file accepts the data-valued ones. */
+export const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'configFile',
   'env',
   'httpProxy',
   'httpsProxy',
   'noProxy',
+  'strictNoProxy',
   'connectionTypes',
   'ca',
   'proxyCa',
@@ -145,14 +159,20 @@ export const DEFAULT_HEADERS_TIMEOUT = 60_000;
  * return a frozen configuration. Mutating `options` or the env record afterwards changes nothing.
  * @throws {@link ProxyConfigError} for any invalid value, naming the variable or option path.
  */
-export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
-  validateOptionShape(options);
+export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressConfig {
+  validateOptionShape(givenOptions);
+  const options = givenOptions.configFile === undefined ? givenOptions : mergeConfigFile({ ...givenOptions, configFile: givenOptions.configFile });
   const raw = readProxyEnv(options.env ?? process.env);
 
   const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
   const httpsProxy = resolveProxy(options.httpsProxy, 'httpsProxy', raw.httpsProxy);
   const noProxyValue = resolveValue(options.noProxy, 'noProxy', raw.noProxy);
-  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy');
+  const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy', {
+    strict: options.strictNoProxy ?? false,
+  });
+  const logger = options.logger ?? console;
+  // One warning per skipped entry, once per egress (docs/configuration.md#tolerant-no_proxy).
+  for (const warning of noProxy.warnings) logger.warn(`matrix-egress: ${warning}`);
 
   const config: EgressConfig = {
     httpProxy: httpProxy?.endpoint,
@@ -161,14 +181,14 @@ export function compileEgressConfig(options: EgressOptions = {}): EgressConfig {
     sources: Object.freeze({
       httpProxy: httpProxy?.source,
       httpsProxy: httpsProxy?.source,
-      noProxy: noProxyValue !== undefined && !noProxy.isEmpty ? noProxyValue.source : undefined,
+      noProxy: noProxyValue !== undefined && !(noProxy.isEmpty && noProxy.skipped.length === 0) ? noProxyValue.source : undefined,
     }),
     connectionTypes: compileConnectionTypes(options.connectionTypes),
     ca: normaliseCa(options.ca, 'ca'),
     proxyCa: normaliseCa(options.proxyCa, 'proxyCa'),
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
     headersTimeout: options.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT,
-    logger: options.logger ?? console,
+    logger,
     insecureSkipVerify: options.useInsecureSslClientJustForTestingDoNotUse ?? false,
     ipFilter: new IpFilter(
       // `null` is refused, not read as "default": for a blocklist the two readings are opposites.
@@ -221,9 +241,9 @@ function validateOptionShape(options: EgressOptions): void {
       throw optionError(key, 'must be a positive whole number of milliseconds');
     }
   }
-  const insecure: unknown = options.useInsecureSslClientJustForTestingDoNotUse;
-  if (insecure !== undefined && typeof insecure !== 'boolean') {
-    throw optionError('useInsecureSslClientJustForTestingDoNotUse', 'must be a boolean');
+  for (const key of ['useInsecureSslClientJustForTestingDoNotUse', 'strictNoProxy'] as const) {
+    const flag: unknown = options[key];
+    if (flag !== undefined && typeof flag !== 'boolean') throw optionError(key, 'must be a boolean');
   }
   const lookup: unknown = options.lookup;
   if (lookup !== undefined && typeof lookup !== 'function') {
@@ -334,7 +354,11 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
   return {
     httpProxy: config.httpProxy?.toJSON() ?? null,
     httpsProxy: config.httpsProxy?.toJSON() ?? null,
-    noProxy: { source: config.sources.noProxy ?? null, entries: config.noProxy.rules.map((rule) => rule.entry) },
+    noProxy: {
+      source: config.sources.noProxy ?? null,
+      entries: config.noProxy.rules.map((rule) => rule.entry),
+      skipped: config.noProxy.skipped.map(({ position, entry, problem }) => ({ position, entry, problem })),
+    },
     connectionTypes: Object.fromEntries([...config.connectionTypes].map(([name, p]) => [name, { route: p.route, ipBlocklist: p.ipBlocklist }])),
     ca: config.ca === undefined ? 0 : config.ca.length,
     proxyCa: config.proxyCa === undefined ? 0 : config.proxyCa.length,

@@ -52,10 +52,24 @@ describe('parsers never throw unexpectedly', () => {
     );
   });
 
-  it('compileNoProxy: success or ProxyConfigError', () => {
+  it('compileNoProxy (tolerant): never throws, except a ProxyConfigError for control characters', () => {
     fc.assert(
       fc.property(anyString, (value) => {
-        onlyTyped(() => compileNoProxy(value), (e) => e instanceof ProxyConfigError);
+        // eslint-disable-next-line no-control-regex -- the one thing tolerant mode still refuses
+        const hasControl = /[\u0000-\u0008\u000e-\u001f\u007f-\u009f]/.test(value);
+        onlyTyped(
+          () => compileNoProxy(value),
+          (e) => hasControl && e instanceof ProxyConfigError && e.message.includes('control characters'),
+        );
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('compileNoProxy (strict): success or ProxyConfigError', () => {
+    fc.assert(
+      fc.property(anyString, (value) => {
+        onlyTyped(() => compileNoProxy(value, 'no_proxy', { strict: true }), (e) => e instanceof ProxyConfigError);
       }),
       { numRuns: RUNS },
     );
@@ -90,10 +104,13 @@ describe('parsers never throw unexpectedly', () => {
     fc.assert(
       fc.property(anyString, anyString, anyString, fc.boolean(), (a, b, c, withCreds) => {
         const httpsProxy = withCreds ? `http://u:${password}@${a}` : a;
+        const noProxy = withCreds ? `${c},http://u:${password}@${c}` : c;
+        const warnings: string[] = [];
         onlyTyped(
-          () => compileEgressConfig({ env: { https_proxy: httpsProxy, HTTP_PROXY: b, no_proxy: c } }),
+          () => compileEgressConfig({ env: { https_proxy: httpsProxy, HTTP_PROXY: b, no_proxy: noProxy }, logger: { warn: (m) => warnings.push(m) } }),
           (e) => e instanceof EgressError && !e.message.includes(password) && !String(e.stack).includes(password),
         );
+        assert.ok(!warnings.join('\n').includes(password), 'a no_proxy warning carried a password');
       }),
       { numRuns: RUNS },
     );

@@ -65,8 +65,8 @@ describe('compileEgressConfig', () => {
         return true;
       },
     );
-    assert.throws(() => compileEgressConfig({ env: { no_proxy: 'ok.com,10.0.0.0/33' } }), /^ProxyConfigError: no_proxy entry 2/);
-    assert.throws(() => compileEgressConfig({ env: {}, noProxy: '1.2.3' }), /option noProxy entry 1/);
+    assert.throws(() => compileEgressConfig({ env: { no_proxy: 'ok.com,10.0.0.0/33' }, strictNoProxy: true }), /^ProxyConfigError: no_proxy entry 2/);
+    assert.throws(() => compileEgressConfig({ env: {}, noProxy: '1.2.3', strictNoProxy: true }), /option noProxy entry 1/);
   });
 
   it('validates option shapes, naming the option path', () => {

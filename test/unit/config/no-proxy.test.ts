@@ -27,27 +27,108 @@ describe('no_proxy decisions (SPEC §3 vectors)', () => {
   }
 });
 
-describe('no_proxy errors fail closed', () => {
-  const { rows } = loadVectors('no-proxy-errors') as { rows: ErrorRow[] };
+interface SkippedRow {
+  noProxy: string;
+  position: number;
+  problem: string;
+  kept?: string[];
+}
+
+describe('no_proxy entries not understood are skipped with one warning (tolerant mode)', () => {
+  const { rows } = loadVectors('no-proxy-skipped') as { rows: SkippedRow[] };
   for (const row of rows) {
-    it(`no_proxy=${JSON.stringify(row.noProxy)} is refused at entry ${String(row.position)}`, () => {
+    it(`no_proxy=${JSON.stringify(row.noProxy)} skips entry ${String(row.position)}: ${row.problem}`, () => {
+      const matcher = compileNoProxy(row.noProxy, 'NO_PROXY');
+      const skipped = matcher.skipped.find((s) => s.position === row.position);
+      assert.ok(skipped, `entry ${String(row.position)} not skipped; skipped: ${JSON.stringify(matcher.skipped)}`);
+      assert.ok(skipped.problem.toLowerCase().includes(row.problem.toLowerCase()), `problem was: ${skipped.problem}`);
+      assert.match(skipped.warning, new RegExp(`^NO_PROXY entry ${String(row.position)} \\(".*"\\) skipped: `));
+      assert.ok(skipped.warning.endsWith(skipped.problem));
+      assert.equal(new Set(matcher.warnings).size, matcher.skipped.length, 'one warning per skipped entry');
+      if (row.kept !== undefined) assert.deepEqual(matcher.rules.map((r) => r.entry), row.kept);
+    });
+    it(`strictNoProxy: no_proxy=${JSON.stringify(row.noProxy)} is refused at entry ${String(row.position)}`, () => {
       assert.throws(
-        () => compileNoProxy(row.noProxy, 'NO_PROXY'),
+        () => compileNoProxy(row.noProxy, 'NO_PROXY', { strict: true }),
         (error: unknown) => {
           assert.ok(error instanceof ProxyConfigError, `expected ProxyConfigError, got ${String(error)}`);
           assert.equal(error.code, 'ERR_EGRESS_PROXY_CONFIG');
           assert.match(error.message, new RegExp(`^NO_PROXY entry ${String(row.position)}\\b`));
+          assert.ok(error.message.toLowerCase().includes(row.problem.toLowerCase()), error.message);
           return true;
         },
       );
     });
   }
+});
 
-  it('redacts credentials quoted from a URL-like entry', () => {
+describe('no_proxy control characters fail closed in every mode', () => {
+  const { rows } = loadVectors('no-proxy-errors') as { rows: ErrorRow[] };
+  for (const row of rows) {
+    for (const strict of [false, true]) {
+      it(`no_proxy=${JSON.stringify(row.noProxy)} is refused at entry ${String(row.position)} (strict: ${String(strict)})`, () => {
+        assert.throws(
+          () => compileNoProxy(row.noProxy, 'NO_PROXY', { strict }),
+          (error: unknown) => {
+            assert.ok(error instanceof ProxyConfigError, `expected ProxyConfigError, got ${String(error)}`);
+            assert.match(error.message, new RegExp(`^NO_PROXY entry ${String(row.position)}\\b.*control characters`));
+            // eslint-disable-next-line no-control-regex -- the message must not carry the characters themselves
+            assert.doesNotMatch(error.message, /[\u0000-\u0008\u000e-\u001f\u007f-\u009f]/);
+            return true;
+          },
+        );
+      });
+    }
+  }
+});
+
+describe('no_proxy warnings never carry credentials', () => {
+  it('redacts the userinfo of a URL entry in the rule, the warning and the strict error', () => {
+    const matcher = compileNoProxy('http://alice:s3cret@example.com:8080, https://bob:hunter2@[::1', 'no_proxy');
+    const text = JSON.stringify(matcher.rules) + JSON.stringify(matcher.skipped);
+    assert.doesNotMatch(text, /alice|s3cret|bob|hunter2/);
+    // Redacted the way every URL in our messages is (redactUrl), which writes the root path out.
+    assert.equal(matcher.rules[0]?.entry, 'http://***@example.com:8080/');
+    assert.equal(matcher.skipped.length, 1);
     assert.throws(
-      () => compileNoProxy('http://alice:s3cret@example.com'),
-      (error: unknown) => error instanceof ProxyConfigError && !error.message.includes('s3cret') && !error.message.includes('alice'),
+      () => compileNoProxy('https://bob:hunter2@[::1', 'no_proxy', { strict: true }),
+      (error: unknown) => error instanceof ProxyConfigError && !/bob|hunter2/.test(error.message + String(error.stack)),
     );
+    const noScheme = compileNoProxy('carol:pa55@intranet');
+    assert.doesNotMatch(JSON.stringify(noScheme.skipped), /carol|pa55/);
+  });
+});
+
+describe('no_proxy evident meanings', () => {
+  it('compiles the deployment forms to the rules they mean', () => {
+    const m = compileNoProxy('10.* 192.168.*.* 172.16. 169.254/16 mirrors.* <local> http://u:p@reg.example:5000/ 127.0.0.1/');
+    assert.deepEqual(
+      m.rules.map((r) => ({ ...r })),
+      [
+        { kind: 'cidr', entry: '10.*', network: '10.0.0.0', prefixLength: 8 },
+        { kind: 'cidr', entry: '192.168.*.*', network: '192.168.0.0', prefixLength: 16 },
+        { kind: 'cidr', entry: '172.16.', network: '172.16.0.0', prefixLength: 16 },
+        { kind: 'cidr', entry: '169.254/16', network: '169.254.0.0', prefixLength: 16 },
+        { kind: 'glob', entry: 'mirrors.*', pattern: 'mirrors.*', includeSubdomains: false, port: undefined },
+        { kind: 'local', entry: '<local>' },
+        { kind: 'domain', entry: 'http://***@reg.example:5000/', suffix: 'reg.example', includeApex: true, port: 5000 },
+        { kind: 'ip', entry: '127.0.0.1/', address: '127.0.0.1', port: undefined },
+      ],
+    );
+    assert.deepEqual(m.skipped, []);
+  });
+
+  it('checks globs last: an exact rule wins over a glob written first', () => {
+    const m = compileNoProxy('*.example.*, api.example.com');
+    assert.equal(m.match(targetFromUrl('https://api.example.com/'))?.entry, 'api.example.com');
+    assert.equal(m.match(targetFromUrl('https://www.example.com/'))?.entry, '*.example.*');
+  });
+
+  it('a glob of many stars on a long host still decides (backtracking only to the last star)', () => {
+    const m = compileNoProxy(`${'*a'.repeat(40)}*b`);
+    const host = `${'a'.repeat(60)}.${'a'.repeat(60)}.${'a'.repeat(60)}.example`;
+    assert.equal(m.match(targetFromUrl(`https://${host}/`)), undefined);
+    assert.equal(m.match(targetFromUrl(`https://${'a'.repeat(41)}b/`))?.kind, 'glob');
   });
 });
 
