@@ -121,5 +121,10 @@ export function mergeConfigFile(options: EgressOptions & { readonly configFile: 
   for (const [key, value] of Object.entries(options)) {
     if (key !== 'configFile' && value !== undefined) merged[key] = value;
   }
+  // `federation` mixes a code-only key (resolveSrv) with data keys: code wins per key inside it.
+  if (fromFile.federation !== undefined && options.federation !== undefined) {
+    const fromCode = Object.entries(options.federation).filter(([, value]) => value !== undefined);
+    merged['federation'] = { ...fromFile.federation, ...Object.fromEntries(fromCode) };
+  }
   return merged;
 }

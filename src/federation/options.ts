@@ -56,7 +56,7 @@ export function compileFederationOptions(options: FederationOptions | undefined)
     if (!KEYS.has(key)) fail(`.${key}`, 'unknown option');
   }
   const resolveSrv: unknown = options.resolveSrv;
-  if (resolveSrv !== undefined && typeof resolveSrv !== 'function') fail('.resolveSrv', 'must be a function with the shape of dns.promises.resolveSrv');
+  if (resolveSrv !== undefined && typeof resolveSrv !== 'function') fail('.resolveSrv', 'must be a function with the shape of dns.promises.resolveSrv (it can only be given in code)');
   for (const key of ['cacheSize', 'wellKnownTimeout'] as const) {
     const number: unknown = options[key];
     if (number !== undefined && (typeof number !== 'number' || !Number.isInteger(number) || number <= 0)) fail(`.${key}`, 'must be a positive whole number');
