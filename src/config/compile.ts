@@ -152,7 +152,7 @@ const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
 
 /** The default time to wait for response headers, in milliseconds. */
-export const DEFAULT_HEADERS_TIMEOUT = 60_000;
+const DEFAULT_HEADERS_TIMEOUT = 60_000;
 
 /**
  * Read the environment once, merge the options over it per key, parse and validate everything, and

@@ -4,6 +4,7 @@
  * type, released together.
  * @module
  */
+import type { LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { LeanAgent } from './lean-pool.js';
@@ -14,6 +15,7 @@ import { serverNameFor, type TlsSettings } from './tls.js';
 import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
 import { createCheckedConnector } from '../ssrf/connect.js';
+import { directLookup } from './direct-lookup.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -38,9 +40,14 @@ export class ConnectionPools {
     return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
   }
 
-  /** undici connect options of direct connections: origin TLS verified against system CAs plus `ca`. */
-  #directConnectOptions(): { timeout: number; rejectUnauthorized: boolean; secureContext?: SecureContext } {
+  /**
+   * undici connect options of direct connections: origin TLS verified against system CAs plus `ca`,
+   * and names resolved by the `lookup` option whatever the type (issue #17; direct-lookup.ts).
+   */
+  #directConnectOptions(): { timeout: number; rejectUnauthorized: boolean; secureContext?: SecureContext; lookup?: LookupFunction } {
+    const lookup = directLookup(this.#config, false);
     return {
+      ...(lookup !== undefined && { lookup }),
       timeout: this.#config.connectTimeout,
       rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
       ...(this.#tls.origin.secureContext !== undefined && { secureContext: this.#tls.origin.secureContext }),

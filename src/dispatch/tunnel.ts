@@ -227,7 +227,7 @@ function parseConnectAnswer(head: string, rest: Buffer): ConnectAnswer | string 
  * Start TLS to the origin inside an established tunnel, verifying the origin certificate against
  * `servername` (the origin host, or the Matrix server name for federation), else against `host`.
  */
-export function startOriginTls(
+function startOriginTls(
   tunnel: Socket,
   servername: string | undefined,
   tls: HopTls,

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The built bin. */
-export const BIN = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
 
 /** Exit status and output of one run. */
 export interface Run {
