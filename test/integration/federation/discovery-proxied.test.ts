@@ -15,7 +15,7 @@ import { createHostsLookup } from '../../../src/testing/hosts.js';
 import type { TestOrigin } from '../../../src/testing/test-origin.js';
 import { isolateProxyEnv } from '../../support/env.js';
 import { FederationNet, json, privilegedPortsUsable } from '../../support/federation-net.js';
-import { squidAvailable, startSquid, type SquidInstance } from '../../support/squid.js';
+import { startSquid, type SquidInstance } from '../../support/squid.js';
 
 const usable = await privilegedPortsUsable();
 const skip = usable ? false : 'needs to listen on port 443/8448 of a loopback address (root or CAP_NET_BIND_SERVICE)';
@@ -37,7 +37,7 @@ describe('federation discovery through a proxy', { skip }, () => {
     target = await net.serve('fed-target.example.test', 8450, { certNames: ['delegated.example.test', 'example.test', 'fed-target.example.test'] });
     deleg8448 = await net.serve('delegated.example.test', 8448);
     proxy = await createRecordingProxy({ hosts: net.hosts });
-    if (squidAvailable()) squid = await startSquid({ hosts: net.hosts });
+    squid = await startSquid({ hosts: net.hosts });
   });
 
   after(async () => {
@@ -142,7 +142,7 @@ describe('federation discovery through a proxy', { skip }, () => {
     assert.equal(wk.calls().length, 1);
   });
 
-  it('Squid: .well-known and the request both CONNECT through Squid; Squid resolves the names', { skip: squidAvailable() ? false : 'squid is not installed' }, async () => {
+  it('Squid: .well-known and the request both CONNECT through Squid; Squid resolves the names', async () => {
     assert.ok(squid !== undefined);
     net.wellKnown.set('example.test', (_req, res) => {
       json(res, 200, { 'm.server': 'delegated.example.test' });
