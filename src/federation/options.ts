@@ -30,9 +30,9 @@ export interface FederationConfig {
 }
 
 /** The default of `federation.cacheSize`. */
-export const DEFAULT_FEDERATION_CACHE_SIZE = 10_000;
+const DEFAULT_FEDERATION_CACHE_SIZE = 10_000;
 /** The default of `federation.wellKnownTimeout`, in milliseconds. */
-export const DEFAULT_WELL_KNOWN_TIMEOUT = 10_000;
+const DEFAULT_WELL_KNOWN_TIMEOUT = 10_000;
 
 const KEYS: ReadonlySet<string> = new Set(['resolveSrv', 'cacheSize', 'wellKnownTimeout']);
 

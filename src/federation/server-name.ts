@@ -29,7 +29,7 @@ export function bracketHost(host: string): string {
 }
 
 /** `host[:port]` with IPv6 in brackets. */
-export function hostAndPort(host: string, port: number | undefined): string {
+function hostAndPort(host: string, port: number | undefined): string {
   return port === undefined ? bracketHost(host) : `${bracketHost(host)}:${String(port)}`;
 }
 

@@ -13,7 +13,7 @@ export type WellKnownFetcher = (url: string, init: { redirect: 'manual'; signal:
 /** The most bytes of a `.well-known` body read (Synapse's limit; the spec sets none). */
 export const WELL_KNOWN_MAX_BODY = 50 * 1024;
 /** The most redirects followed; a loop ends sooner, at the first URL seen twice. */
-export const WELL_KNOWN_MAX_REDIRECTS = 10;
+const WELL_KNOWN_MAX_REDIRECTS = 10;
 
 /** The outcome of one `.well-known` exchange, before caching. */
 export type WellKnownFetchResult =
