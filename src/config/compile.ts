@@ -367,11 +367,6 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     insecureSkipVerify: config.insecureSkipVerify,
     ipBlocklist: config.ipFilter.blocklist.ranges.map((range) => range.entry),
     ipAllowlist: config.ipFilter.allowlist.ranges.map((range) => range.entry),
-    federation: {
-      cacheSize: config.federation.cacheSize,
-      wellKnownTimeout: config.federation.wellKnownTimeout,
-      resolveSrv: config.federation.resolveSrv === undefined ? 'system' : 'custom',
-    },
   };
 }
 
