@@ -9,10 +9,10 @@ import { fetch as undiciFetch, type Dispatcher, type RequestInfo, type RequestIn
 import { compileEgressConfig, type EgressConfig, type EgressOptions } from './config/compile.js';
 import { EgressClosedError } from './errors.js';
 import { targetFromUrl } from './match/target.js';
-import { routingProfile, type ConnectionType, type ConnectionTypePolicy } from './policy/connection-types.js';
+import type { ConnectionType, ConnectionTypePolicy } from './policy/connection-types.js';
 import { decideRoute, policyOf, route, type RouteDecision } from './policy/route.js';
 import { ConnectionPools } from './dispatch/pools.js';
-import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispatcher.js';
+import { RoutingDispatcher, type ChildSelector, type RoutedChild } from './dispatch/routing-dispatcher.js';
 import { tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
@@ -20,6 +20,8 @@ import { assertHostAllowed } from './ssrf/connect.js';
 import { FederationClient, type EgressFederation } from './federation/client.js';
 import { FederationResolver } from './federation/resolver.js';
 import { systemResolveSrv } from './federation/options.js';
+import { attachObserver, EgressObserver } from './observability/observer.js';
+import type { EgressStats } from './observability/stats.js';
 
 /** `fetch` options: undici's, less `dispatcher` (the connection type chooses it), plus `connectTo`. */
 export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
@@ -42,7 +44,7 @@ export interface Egress {
   fetch(type: ConnectionType, input: RequestInfo, init?: EgressRequestInit): Promise<Response>;
   /**
    * A keep-alive `http.Agent` for `http://` URLs of `type` (node:http, axios' `httpAgent`, got's
-   * `agent.http`). The same agent object for every call with types that route alike.
+   * `agent.http`). The same agent object on every call for a type; each type has its own.
    */
   httpAgent(type: ConnectionType): HttpAgent;
   /**
@@ -56,6 +58,8 @@ export interface Egress {
   route(type: ConnectionType, url: string | URL): RouteDecision;
   /** Matrix federation: server discovery (`resolve`), requests to a server name (`fetch`), `clearCache`. */
   readonly federation: EgressFederation;
+  /** A snapshot of the counters per connection type and route, tunnels and pooled connections (docs/guides/observability.md). */
+  stats(): EgressStats;
   /** Stop taking requests, let running ones finish, and close every pooled connection. Idempotent. */
   close(): Promise<void>;
   /** Abort running requests and close every connection now. Idempotent. */
@@ -71,15 +75,18 @@ class EgressImpl implements Egress, ChildSelector {
   readonly #pools: ConnectionPools;
   readonly #agents: HttpAgents;
   readonly #dispatchers = new Map<string, RoutingDispatcher>();
-  readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, Dispatcher>>();
+  readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, RoutedChild>>();
+  readonly #observer: EgressObserver | undefined;
   readonly federation: EgressFederation;
   #ending: Promise<void> | undefined;
 
-  constructor(config: EgressConfig) {
+  constructor(config: EgressConfig, observer?: EgressObserver) {
     this.config = config;
+    this.#observer = observer;
+    if (observer !== undefined) attachObserver(this, observer);
     this.#tls = tlsSettingsFor(config);
-    this.#pools = new ConnectionPools(config, this.#tls);
-    this.#agents = new HttpAgents(config, this.#tls, this.#pools);
+    this.#pools = new ConnectionPools(config, this.#tls, observer);
+    this.#agents = new HttpAgents(config, this.#tls, this.#pools, observer);
     const resolver = new FederationResolver({
       fetchWellKnown: (url, init) => this.fetch('federation', url, init),
       resolveSrv: config.federation.resolveSrv ?? systemResolveSrv,
@@ -93,7 +100,7 @@ class EgressImpl implements Egress, ChildSelector {
     return this.#ending !== undefined;
   }
 
-  childFor(policy: ConnectionTypePolicy, origin: string | URL | undefined): Dispatcher {
+  childFor(policy: ConnectionTypePolicy, origin: string | URL | undefined): RoutedChild {
     const key = String(origin);
     let byOrigin = this.#decisions.get(policy);
     const cached = byOrigin?.get(key);
@@ -111,21 +118,21 @@ class EgressImpl implements Egress, ChildSelector {
         : target.scheme === 'https'
           ? this.#pools.tunnel(decision.proxy)
           : this.#pools.forwarder(decision.proxy);
-    if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, Dispatcher>()));
+    if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, RoutedChild>()));
     if (byOrigin.size >= MAX_CACHED_ORIGINS) byOrigin.clear();
-    byOrigin.set(key, child);
-    return child;
+    const routed: RoutedChild = { dispatcher: child, decision, target };
+    byOrigin.set(key, routed);
+    return routed;
   }
 
   dispatcher(type: ConnectionType): Dispatcher {
     if (this.closed) throw new EgressClosedError();
     const policy = policyOf(this.config, type);
-    // Types whose routing is identical share one dispatcher.
-    const profile = routingProfile(policy);
-    let dispatcher = this.#dispatchers.get(profile);
+    // One dispatcher per type, so requests are counted per type; the pools behind them are shared.
+    let dispatcher = this.#dispatchers.get(policy.name);
     if (dispatcher === undefined) {
-      dispatcher = new RoutingDispatcher(policy, this);
-      this.#dispatchers.set(profile, dispatcher);
+      dispatcher = new RoutingDispatcher(policy, this, this.#observer);
+      this.#dispatchers.set(policy.name, dispatcher);
     }
     return dispatcher;
   }
@@ -163,6 +170,10 @@ class EgressImpl implements Egress, ChildSelector {
     return route(this.config, type, url);
   }
 
+  stats(): EgressStats {
+    return this.#observer?.stats(this.#pools.connectionCounts()) ?? new EgressObserver([]).stats({ proxy: 0, direct: 0 });
+  }
+
   close(): Promise<void> {
     this.#ending ??= Promise.all([this.#pools.close(), this.#agents.close()]).then(() => undefined);
     return this.#ending;
@@ -181,5 +192,14 @@ class EgressImpl implements Egress, ChildSelector {
  * @throws {@link ProxyConfigError} for any invalid variable or option: misconfiguration fails closed.
  */
 export function createEgress(options: EgressOptions = {}): Egress {
+  const config = compileEgressConfig(options);
+  return new EgressImpl(config, new EgressObserver(config.connectionTypes.keys()));
+}
+
+/**
+ * @internal An egress that counts and publishes nothing: the baseline of bench/observability.ts,
+ * which measures what observation costs. Not exported from the package entry.
+ */
+export function createUnobservedEgress(options: EgressOptions = {}): Egress {
   return new EgressImpl(compileEgressConfig(options));
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { createEgress, type Egress } from '../egress.js';
+import type { EgressStats } from '../observability/stats.js';
 import type { EnvRecord } from '../config/env.js';
 import { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES, type BuiltInConnectionType } from '../policy/connection-types.js';
 // The demo is the test kit's showcase and loads only for `matrix-egress demo` (commands load lazily);
@@ -26,6 +27,8 @@ import {
   type TestOrigin,
 } from '../testing/index.js';
 import { parseCommandArgs } from './args.js';
+import { CONFIG_FLAGS, CONFIG_USAGE, configOptions } from './config-options.js';
+import type { EgressOptions } from '../config/compile.js';
 import { EXIT, formatTable, type CliIo } from './output.js';
 
 /** Help text of the command. */
@@ -41,12 +44,14 @@ throwaway certificate; url_preview uses plain HTTP), points an egress at them,
 sends one request per type and prints what the proxy saw. Nothing leaves the
 machine, and the credentials are never printed.
 
-With proxy variables set, it sends no traffic at all: it explains the route
-each type would take for https://matrix.org/ under those variables.
+With proxy variables set, or with --config, it sends no traffic at all: it
+explains the route each type would take for https://matrix.org/ under that
+configuration.
 
 Options:
-  --json       print one JSON object instead of the table
-  -h, --help   show this help
+  --json              print one JSON object instead of the table
+${CONFIG_USAGE}
+  -h, --help          show this help
 
 Exit status: 0 when every request was routed as expected (or, with proxy
 variables set, when the routes were explained); 1 when a demo request failed;
@@ -116,6 +121,8 @@ export interface DemoLiveJson {
   readonly results: readonly DemoResult[];
   /** What went wrong, one message per problem (assertion messages of the test kit; no credentials). */
   readonly problems: readonly string[];
+  /** `egress.stats()` after the run: the counters a homeserver would export (no credential, host or path). */
+  readonly stats: EgressStats;
 }
 
 /** The `--json` document when proxy variables are set. */
@@ -136,14 +143,15 @@ export interface DemoExplainJson {
 
 /** Run the command. */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
-  const args = parseCommandArgs(argv, { command: 'demo', flags: { json: { type: 'boolean' } }, required: [] });
+  const args = parseCommandArgs(argv, { command: 'demo', flags: { json: { type: 'boolean' }, ...CONFIG_FLAGS }, required: [] });
   if (args.help) {
     io.stdout.write(usage);
     return EXIT.ok;
   }
   const json = args.flags.json === true;
   const variables = proxyVariables(io.env);
-  return variables.length > 0 ? explain(variables, io, json) : live(io, json);
+  const options = configOptions(args.flags, io);
+  return variables.length > 0 || args.flags.config !== undefined ? explain(variables, io, json, options) : live(io, json);
 }
 
 /** The names of the proxy variables present in `env`, in any letter case (an empty value counts: it disables). */
@@ -153,9 +161,9 @@ function proxyVariables(env: EnvRecord): string[] {
     .sort();
 }
 
-async function explain(variables: readonly string[], io: CliIo, json: boolean): Promise<number> {
+async function explain(variables: readonly string[], io: CliIo, json: boolean, options: EgressOptions): Promise<number> {
   // Invalid variables throw ProxyConfigError here, which the dispatcher prints on one line (exit 2).
-  const egress = createEgress({ env: io.env });
+  const egress = createEgress(options);
   try {
     const routes = ALL_TYPES.map((type) => {
       const decision = egress.route(type, SAMPLE_URL);
@@ -177,7 +185,7 @@ async function explain(variables: readonly string[], io: CliIo, json: boolean): 
       routes.map((row) => [row.type, row.route, row.proxy ?? '-', row.reason]),
     );
     io.stdout.write(
-      `Proxy variables are set (${variables.join(', ')}): the demo sends no traffic.\n` +
+      `${variables.length > 0 ? `Proxy variables are set (${variables.join(', ')})` : 'A configuration file is given'}: the demo sends no traffic.\n` +
         `The route each connection type would take to ${SAMPLE_URL} with these settings:\n\n` +
         `${table}\n` +
         'No traffic was sent. For another URL run "matrix-egress explain <type> <url>"; to watch real\n' +
@@ -204,11 +212,12 @@ async function live(io: CliIo, json: boolean): Promise<number> {
     await stage.egress.close();
     const problems = verify(stage, results);
     const ok = problems.length === 0;
+    const stats = stage.egress.stats();
     if (json) {
-      const document: DemoLiveJson = { mode: 'live', trafficSent: true, proxy: stage.proxy.url, ok, results, problems };
+      const document: DemoLiveJson = { mode: 'live', trafficSent: true, proxy: stage.proxy.url, ok, results, problems, stats };
       io.stdout.write(`${JSON.stringify(document)}\n`);
     } else {
-      io.stdout.write(describeLive(stage, results, problems));
+      io.stdout.write(describeLive(stage, results, problems) + describeStats(stats));
     }
     return ok ? EXIT.ok : EXIT.internal;
   } finally {
@@ -345,4 +354,32 @@ function describeLive(stage: Stage, results: readonly DemoResult[], problems: re
         'received Proxy-Authorization. Everything is closed; nothing left this machine.\n'
       : `\n${String(problems.length)} problem(s):\n${problems.map((problem) => `- ${problem.split('\n').join('\n  ')}`).join('\n')}\n`;
   return intro + table + outro;
+}
+
+/** `3 × 2xx, 1 × error` */
+function countsText(counts: Readonly<Record<string, number | undefined>>): string {
+  const parts = Object.entries(counts)
+    .filter((entry): entry is [string, number] => entry[1] !== undefined && entry[1] > 0)
+    .map(([name, count]) => `${String(count)} × ${name}`);
+  return parts.length === 0 ? 'none' : parts.join(', ');
+}
+
+/** What `egress.stats()` counted during the run: totals per route, tunnels and pooled connections. */
+function describeStats(stats: EgressStats): string {
+  const lines: string[] = [];
+  for (const route of ['proxy', 'direct', 'none'] as const) {
+    const outcomes: Record<string, number> = {};
+    let requests = 0;
+    for (const byRoute of Object.values(stats.types)) {
+      requests += byRoute[route].requests;
+      for (const [outcome, count] of Object.entries(byRoute[route].outcomes)) outcomes[outcome] = (outcomes[outcome] ?? 0) + count;
+    }
+    if (requests > 0 || route !== 'none') lines.push(`  route ${route.padEnd(7)} ${String(requests)} requests (${countsText(outcomes)})`);
+  }
+  const { tunnels } = stats;
+  lines.push(`  tunnels       ${String(tunnels.opened)} opened, ${String(tunnels.closed)} closed, ${String(tunnels.open)} open, ${String(tunnels.failed)} failed`);
+  return (
+    '\nWhat egress.stats() counted (per type in --json; matrix-egress/prometheus exports the same counters):\n' +
+    `${lines.join('\n')}\n`
+  );
 }

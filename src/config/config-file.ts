@@ -113,18 +113,30 @@ function readCaFiles(value: unknown, key: string, folder: string, at: (jsonPath:
 
 /**
  * Options of a configuration file under options given in code: code wins per key, and a key given
- * in code as `undefined` counts as not given.
+ * in code as `undefined` counts as not given. `sourceOf(key)` names where a key's value came from,
+ * for messages and `config.sources` (`config file /etc/egress.json at httpsProxy` or `option httpsProxy`).
  */
-export function mergeConfigFile(options: EgressOptions & { readonly configFile: string }): EgressOptions {
+export function mergeConfigFile(options: EgressOptions & { readonly configFile: string }): {
+  options: EgressOptions;
+  sourceOf: (key: string) => string;
+} {
   const fromFile = loadEgressConfigFile(options.configFile);
   const merged: Record<string, unknown> = { ...fromFile };
+  const fileKeys = new Set(Object.keys(fromFile));
   for (const [key, value] of Object.entries(options)) {
-    if (key !== 'configFile' && value !== undefined) merged[key] = value;
+    if (key !== 'configFile' && value !== undefined) {
+      merged[key] = value;
+      fileKeys.delete(key);
+    }
   }
   // `federation` mixes a code-only key (resolveSrv) with data keys: code wins per key inside it.
   if (fromFile.federation !== undefined && options.federation !== undefined) {
     const fromCode = Object.entries(options.federation).filter(([, value]) => value !== undefined);
     merged['federation'] = { ...fromFile.federation, ...Object.fromEntries(fromCode) };
   }
-  return merged;
+  const file = resolve(options.configFile);
+  return {
+    options: merged as EgressOptions,
+    sourceOf: (key) => (fileKeys.has(key) ? `config file ${file} at ${key}` : `option ${key}`),
+  };
 }

@@ -16,6 +16,7 @@ import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
 import { createCheckedConnector } from '../ssrf/connect.js';
 import { directLookup } from './direct-lookup.js';
+import type { EgressObserver } from '../observability/observer.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -26,10 +27,12 @@ export class ConnectionPools {
   readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
   readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
   readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
+  readonly #observer: EgressObserver | undefined;
 
-  constructor(config: EgressConfig, tls: TlsSettings) {
+  constructor(config: EgressConfig, tls: TlsSettings, observer?: EgressObserver) {
     this.#config = config;
     this.#tls = tls;
+    this.#observer = observer;
   }
 
   /** How the proxy is reached: its endpoint, TLS settings and time limit. */
@@ -37,7 +40,7 @@ export class ConnectionPools {
     const key = this.#canonical(endpoint);
     let sessions = this.#proxySessions.get(key);
     if (sessions === undefined) this.#proxySessions.set(key, (sessions = new TlsSessionCache()));
-    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
+    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions, observer: this.#observer };
   }
 
   /**
@@ -119,6 +122,13 @@ export class ConnectionPools {
       return httpsProxy;
     }
     return endpoint;
+  }
+
+  /** Connections the pools hold now, by route (for `egress.stats()`). */
+  connectionCounts(): { proxy: number; direct: number } {
+    let proxy = 0;
+    for (const pool of [...this.#tunnels.values(), ...this.#forwarders.values()]) proxy += pool.connections;
+    return { proxy, direct: (this.#direct?.connections ?? 0) + (this.#checkedDirect?.connections ?? 0) };
   }
 
   /** Every pool created so far. */

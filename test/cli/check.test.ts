@@ -510,15 +510,13 @@ describe('matrix-egress check --json', { timeout: 60_000 }, () => {
     }
   });
 
-  it('an invalid proxy variable is a failed configuration step (exit 1), redacted', async () => {
-    const run = await runCheck(['--json', `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks5://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
-    assert.equal(run.status, 1);
-    const json = report(run);
-    assert.equal(json.failedStep, 'configuration');
-    assert.equal(json.route, null);
-    assert.equal(step(json, 'configuration').error?.code, 'ERR_EGRESS_PROXY_CONFIG');
-    assert.match(step(json, 'configuration').error?.message ?? '', /^HTTPS_PROXY \("socks5:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme/);
-    assert.deepEqual(json.steps.map((s) => `${s.name} ${s.status}`), ['configuration failed', 'route skipped']);
+  it('an invalid proxy variable is a configuration error: exit 2 with one line, as explain, redacted', async () => {
+    for (const flags of [['--json'], []]) {
+      const run = await runCheck([...flags, `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks5://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
+      assert.equal(run.status, 2);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /^matrix-egress: HTTPS_PROXY \("socks5:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme[^\n]*\n$/);
+    }
   });
 });
 

@@ -63,6 +63,10 @@ export interface CheckInput {
   readonly timeoutMs: number;
   readonly proxyCa: CaFile | undefined;
   readonly ca: CaFile | undefined;
+  /** `--config`: the JSON configuration file, read as the homeserver reads it. */
+  readonly configFile?: string | undefined;
+  /** `--strict-no-proxy`. */
+  readonly strictNoProxy?: boolean | undefined;
 }
 
 /** A CA file given on the command line. */
@@ -164,6 +168,9 @@ function configurationStep(input: CheckInput): StepOutcome<EgressConfig> {
   try {
     config = compileEgressConfig({
       env: input.env,
+      ...(input.configFile !== undefined && { configFile: input.configFile }),
+      ...(input.strictNoProxy === true && { strictNoProxy: true }),
+      logger: { warn: () => undefined },
       connectTimeout: input.timeoutMs,
       ...(input.proxyCa !== undefined && { proxyCa: input.proxyCa.pem }),
       ...(input.ca !== undefined && { ca: input.ca.pem }),
@@ -184,6 +191,8 @@ function configurationStep(input: CheckInput): StepOutcome<EgressConfig> {
     http_proxy: describeProxy(config.httpProxy, raw.httpProxy),
     https_proxy: describeProxy(config.httpsProxy, raw.httpsProxy),
     no_proxy: noProxy,
+    ...(config.noProxy.skipped.length > 0 && { 'no_proxy skipped': config.noProxy.warnings.join('; ') }),
+    ...(input.configFile !== undefined && { '--config': input.configFile }),
     NODE_EXTRA_CA_CERTS: describeExtraCaCerts(input.env.NODE_EXTRA_CA_CERTS),
   };
   if (input.proxyCa !== undefined) info['--proxy-ca'] = describeCaFile(input.proxyCa);
@@ -509,7 +518,8 @@ async function forward(recorder: Recorder, input: CheckInput, endpoint: ProxyEnd
   const squidError = headerText(answer, 'x-squid-error');
   if (answer.statusCode === 407) {
     const realm = /realm="([^"]*)"/i.exec(headerText(answer, 'proxy-authenticate') ?? '')?.[1];
-    const error = new ProxyAuthenticationError(endpoint.url, input.url.host, realm, endpoint.hasCredentials);
+    // A 407 here answers the forwarded GET, not a CONNECT: the error says so (issue #12).
+    const error = new ProxyAuthenticationError(endpoint.url, input.url.host, realm, endpoint.hasCredentials, true);
     recorder.judgedFailure({
       name: 'proxy authentication',
       ms,
