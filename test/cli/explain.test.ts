@@ -41,8 +41,7 @@ const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched', 'ipBloc
 
 /** The decision keys of an explain document (the blocklist verdict and skipped entries have tests of their own in test/cli/explain-config.test.ts). */
 function decisionOnly(json: Record<string, unknown>): Record<string, unknown> {
-  const { ipBlocklist: _verdict, noProxySkipped: _skipped, ...decision } = json;
-  return decision;
+  return Object.fromEntries(Object.entries(json).filter(([key]) => key !== 'ipBlocklist' && key !== 'noProxySkipped'));
 }
 
 const ENV = {
