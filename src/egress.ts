@@ -17,6 +17,9 @@ import { ruleOriginTls, tlsSettingsFor, type TlsSettings } from './dispatch/tls.
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
 import { assertHostAllowed } from './ssrf/connect.js';
+import { FederationClient, type EgressFederation } from './federation/client.js';
+import { FederationResolver } from './federation/resolver.js';
+import { systemResolveSrv } from './federation/options.js';
 import { attachObserver, EgressObserver } from './observability/observer.js';
 import type { EgressStats } from './observability/stats.js';
 
@@ -53,6 +56,8 @@ export interface Egress {
   httpsAgent(type: ConnectionType): HttpsAgent;
   /** The route a request of `type` to `url` would take, and why. */
   route(type: ConnectionType, url: string | URL): RouteDecision;
+  /** Matrix federation: server discovery (`resolve`), requests to a server name (`fetch`), `clearCache`. */
+  readonly federation: EgressFederation;
   /** A snapshot of the counters per connection type and route, tunnels and pooled connections (docs/guides/observability.md). */
   stats(): EgressStats;
   /** Stop taking requests, let running ones finish, and close every pooled connection. Idempotent. */
@@ -74,6 +79,7 @@ class EgressImpl implements Egress, ChildSelector {
   readonly #dispatchers = new Map<string, RoutingDispatcher>();
   readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, RoutedChild>>();
   readonly #observer: EgressObserver | undefined;
+  readonly federation: EgressFederation;
   #ending: Promise<void> | undefined;
 
   constructor(config: EgressConfig, observer?: EgressObserver) {
@@ -88,6 +94,13 @@ class EgressImpl implements Egress, ChildSelector {
       }
     }
     this.#agents = new HttpAgents(config, this.#tls, this.#pools, observer, this.#rulePools);
+    const resolver = new FederationResolver({
+      fetchWellKnown: (url, init) => this.fetch('federation', url, init),
+      resolveSrv: config.federation.resolveSrv ?? systemResolveSrv,
+      cacheSize: config.federation.cacheSize,
+      wellKnownTimeout: config.federation.wellKnownTimeout,
+    });
+    this.federation = new FederationClient(resolver, () => this.dispatcher('federation'));
   }
 
   get closed(): boolean {

@@ -22,7 +22,9 @@ export type EgressErrorCode =
   | 'ERR_EGRESS_BLOCKED_DESTINATION'
   | 'ERR_EGRESS_HEADER_INJECTION'
   | 'ERR_EGRESS_FORBIDDEN_HEADER'
-  | 'ERR_EGRESS_CLOSED';
+  | 'ERR_EGRESS_CLOSED'
+  | 'ERR_EGRESS_INVALID_SERVER_NAME'
+  | 'ERR_EGRESS_FEDERATION_UNAVAILABLE';
 
 /** Base class of every error matrix-egress throws. */
 export class EgressError extends Error {
@@ -287,6 +289,40 @@ export class EgressClosedError extends EgressError {
   }
 }
 
+/**
+ * A Matrix server name (or the `m.server` of a `.well-known` answer) does not follow the grammar of
+ * the Matrix specification's appendix "Server Name". Thrown before anything is sent.
+ */
+export class InvalidServerNameError extends EgressError {
+  override readonly name = 'InvalidServerNameError';
+  declare readonly code: 'ERR_EGRESS_INVALID_SERVER_NAME';
+  /** The offending text, JSON-quoted and cut to 100 characters when longer. */
+  readonly serverName: string;
+  constructor(serverName: string, problem: string) {
+    const shown = JSON.stringify(serverName.length > 100 ? `${serverName.slice(0, 100)}…` : serverName);
+    super('ERR_EGRESS_INVALID_SERVER_NAME', `Invalid Matrix server name ${shown}: ${problem}`);
+    this.serverName = shown;
+  }
+}
+
+/**
+ * The server's DNS says it offers no federation service: its only SRV record has the target `.`
+ * (RFC 2782, "decidedly not available at this domain"). Nothing is sent.
+ */
+export class FederationUnavailableError extends EgressError {
+  override readonly name = 'FederationUnavailableError';
+  declare readonly code: 'ERR_EGRESS_FEDERATION_UNAVAILABLE';
+  /** The server name being resolved. */
+  readonly serverName: string;
+  /** The SRV name whose answer was `.`, e.g. `_matrix-fed._tcp.example.org`. */
+  readonly srvName: string;
+  constructor(serverName: string, srvName: string) {
+    super('ERR_EGRESS_FEDERATION_UNAVAILABLE', `${serverName} offers no federation service: the SRV record ${srvName} has the target "."`);
+    this.serverName = serverName;
+    this.srvName = srvName;
+  }
+}
+
 /** Type guard: any matrix-egress error, from any copy of the package. */
 export function isEgressError(value: unknown): value is EgressError {
   return value instanceof EgressError;
@@ -307,6 +343,8 @@ export interface EgressErrorByCode {
   ERR_EGRESS_HEADER_INJECTION: HeaderInjectionError;
   ERR_EGRESS_FORBIDDEN_HEADER: ForbiddenHeaderError;
   ERR_EGRESS_CLOSED: EgressClosedError;
+  ERR_EGRESS_INVALID_SERVER_NAME: InvalidServerNameError;
+  ERR_EGRESS_FEDERATION_UNAVAILABLE: FederationUnavailableError;
 }
 
 /** Type guard for one error code, narrowing to its class (e.g. `reason` on `ERR_EGRESS_PROXY_TLS`). */

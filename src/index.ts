@@ -2,6 +2,12 @@
 export { createEgress } from './egress.js';
 export type { Egress, EgressRequestInit } from './egress.js';
 export type { ConnectTarget } from './fetch/connect-to.js';
+export type { EgressFederation, FederationRequestInit } from './federation/client.js';
+export type { FederationResolution, FederationSource, FederationSrvLookup, FederationTarget, FederationWellKnown } from './federation/resolver.js';
+export type { FederationOptions } from './federation/options.js';
+export type { ResolveSrv, SrvRecord } from './federation/srv.js';
+export { parseServerName } from './federation/server-name.js';
+export type { ParsedServerName } from './federation/server-name.js';
 export { compileEgressConfig, configToJSON, DEFAULT_CONNECT_TIMEOUT } from './config/compile.js';
 export type { CaInput, ConfigSources, ConnectionTypeOptions, EgressConfig, EgressLogger, EgressOptions } from './config/compile.js';
 export type { CompiledProxyRule, ProxyRuleOptions } from './config/compile.js';
@@ -27,9 +33,11 @@ export {
   BlockedDestinationError,
   EgressClosedError,
   EgressError,
+  FederationUnavailableError,
   ForbiddenHeaderError,
   HeaderInjectionError,
   HeadersTimeoutError,
+  InvalidServerNameError,
   InvalidUrlError,
   ProxyAuthenticationError,
   ProxyConfigError,

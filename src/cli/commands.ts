@@ -55,4 +55,12 @@ export const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, Comma
     },
   ],
   ['demo', { synopsis: '[--json]', summary: 'Show the route of every connection type, live on loopback', load: () => import('./demo.js') }],
+  [
+    'federation',
+    {
+      synopsis: '<server_name> [--json]',
+      summary: 'Resolve a Matrix server name step by step and fetch its keys',
+      load: () => import('./federation.js'),
+    },
+  ],
 ]);

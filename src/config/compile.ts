@@ -14,6 +14,7 @@ import { builtInPolicies, type ConnectionTypePolicy, type Route } from '../polic
 import { DEFAULT_IP_BLOCKLIST } from '../ssrf/default-blocklist.js';
 import { IpFilter } from '../ssrf/ip-filter.js';
 import { compileIpRanges } from '../ssrf/ip-set.js';
+import { compileFederationOptions, type FederationConfig, type FederationOptions } from '../federation/options.js';
 
 /** PEM text or DER/PEM bytes of one or more CA certificates. */
 export type CaInput = string | Buffer | readonly (string | Buffer)[];
@@ -125,6 +126,8 @@ export interface EgressOptions {
    * with throwaway certificates only; logs a warning once per egress. **Default:** `false`.
    */
   readonly useInsecureSslClientJustForTestingDoNotUse?: boolean | undefined;
+  /** Matrix server discovery (`egress.federation`): SRV resolver and cache settings. */
+  readonly federation?: FederationOptions | undefined;
 }
 
 /** Where each effective value came from: a variable name, `option <name>`, or `undefined` when unset. */
@@ -153,6 +156,8 @@ export interface EgressConfig {
   readonly lookup: LookupFunction | undefined;
   /** The compiled `proxyRules`, in order. */
   readonly proxyRules: readonly CompiledProxyRule[];
+  /** The compiled `federation` option. */
+  readonly federation: FederationConfig;
 }
 
 /** Every key of {@link EgressOptions}; the configuration file accepts the data-valued ones. */
@@ -174,6 +179,7 @@ export const OPTION_KEYS: ReadonlySet<string> = new Set([
   'ipAllowlist',
   'lookup',
   'proxyRules',
+  'federation',
 ]);
 const RULE_KEYS: ReadonlySet<string> = new Set(['hosts', 'proxy', 'ca']);
 const TYPE_OPTION_KEYS: ReadonlySet<string> = new Set(['route', 'ipBlocklist']);
@@ -230,6 +236,7 @@ export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressCon
     ),
     lookup: options.lookup,
     proxyRules: compileProxyRules(options.proxyRules),
+    federation: compileFederationOptions(options.federation),
   };
   Object.defineProperty(config, inspect.custom, { value: () => describeConfig(config), enumerable: false });
   Object.defineProperty(config, 'toJSON', { value: () => configToJSON(config), enumerable: false });

@@ -153,6 +153,11 @@ export function mergeConfigFile(options: EgressOptions & { readonly configFile: 
       fileKeys.delete(key);
     }
   }
+  // `federation` mixes a code-only key (resolveSrv) with data keys: code wins per key inside it.
+  if (fromFile.federation !== undefined && options.federation !== undefined) {
+    const fromCode = Object.entries(options.federation).filter(([, value]) => value !== undefined);
+    merged['federation'] = { ...fromFile.federation, ...Object.fromEntries(fromCode) };
+  }
   const file = resolve(options.configFile);
   return {
     options: merged,

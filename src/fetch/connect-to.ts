@@ -30,7 +30,11 @@ export class ConnectToDispatcher extends PromiseDispatcher {
   readonly #host: string;
   readonly #targetOrigin: string;
 
-  constructor(inner: Dispatcher, url: string, target: ConnectTarget) {
+  /**
+   * @param hostHeader The `Host` to send instead of the URL's host (federation keeps a port the URL
+   * standard drops, such as `example.org:443`). **Default:** the URL's host.
+   */
+  constructor(inner: Dispatcher, url: string, target: ConnectTarget, hostHeader?: string) {
     super();
     const parsed = new URL(url);
     if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
@@ -49,7 +53,7 @@ export class ConnectToDispatcher extends PromiseDispatcher {
     }
     this.#inner = inner;
     this.#origin = parsed.origin;
-    this.#host = parsed.host;
+    this.#host = hostHeader ?? parsed.host;
     this.#targetOrigin = `${targetUrl.protocol}//${targetUrl.hostname}:${String(target.port)}`;
   }
 

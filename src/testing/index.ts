@@ -40,3 +40,7 @@ export type {
 } from './socks-proxy.js';
 export { describeSocksCall, expectNoSocksCall, expectSocksAddress, expectSocksAuth, expectSocksName } from './socks-assertions.js';
 export type { SocksAuthMatch, SocksCallMatch } from './socks-assertions.js';
+export { createSrvResolver } from './srv-resolver.js';
+export type { SrvErrorCode, TestSrvAnswer, TestSrvResolver } from './srv-resolver.js';
+export { createHostsLookup } from './hosts.js';
+export type { HostMap } from './hosts.js';

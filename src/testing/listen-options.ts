@@ -58,8 +58,8 @@ export function formatOrigin(protocol: 'http:' | 'https:', host: string, port: n
 }
 
 /** A throwaway CA and a leaf for `localhost`, `127.0.0.1` and `::1`, for `tls: true`. */
-export function throwawayTlsMaterial(commonName: string): Required<TlsMaterial> {
+export function throwawayTlsMaterial(commonName: string, extraHosts: readonly string[] = []): Required<TlsMaterial> {
   const authority = createTestCertificateAuthority({ commonName });
-  const leaf = authority.issue({ hosts: ['localhost', '127.0.0.1', '::1'] });
+  const leaf = authority.issue({ hosts: ['localhost', '127.0.0.1', '::1', ...extraHosts] });
   return { cert: leaf.cert, key: leaf.key, ca: authority.cert };
 }

@@ -39,6 +39,7 @@ import { forwardRequest, type ForwardContext } from './recording-proxy/forward.j
 import { SwitchableListener } from './recording-proxy/listener.js';
 import { parseAbsoluteForm, parseHostPort, type HostPort } from './recording-proxy/targets.js';
 import { openTunnel } from './recording-proxy/tunnel.js';
+import { checkHostMap, type HostMap } from './hosts.js';
 
 export type { BasicCredentials, ProxyAuthenticator } from './recording-proxy/auth.js';
 export type { ProxyCall, ProxyCallOutcome } from './recording-proxy/calls.js';
@@ -81,6 +82,13 @@ export interface RecordingProxyOptions {
    * would do. **Default:** every target is allowed.
    */
   readonly allowTarget?: (host: string, port: number, method: string) => boolean;
+  /**
+   * Host names the proxy resolves itself, to loopback addresses, e.g.
+   * `{ 'matrix.example.test': '127.0.0.1' }`: tests can then use real-looking names (a Matrix
+   * server name, a `.well-known` host, an SRV target). Calls record the name as asked for; other
+   * names resolve as usual. **Default:** none.
+   */
+  readonly hosts?: HostMap;
 }
 
 /** A running recording proxy. Close it with `close()` or `await using`. */
@@ -140,7 +148,7 @@ export interface RecordingProxy {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const OPTION_KEYS = new Set(['host', 'port', 'tls', 'auth', 'realm', 'fail', 'allowTarget']);
+const OPTION_KEYS = new Set(['host', 'port', 'tls', 'auth', 'realm', 'fail', 'allowTarget', 'hosts']);
 
 class RecordingProxyServer implements RecordingProxy {
   readonly host: string;
@@ -157,6 +165,7 @@ class RecordingProxyServer implements RecordingProxy {
   readonly #auth: BasicCredentials | ProxyAuthenticator | undefined;
   readonly #realm: string | null;
   readonly #allowTarget: ((host: string, port: number, method: string) => boolean) | undefined;
+  readonly #hosts: ReadonlyMap<string, string>;
   #closing: Promise<void> | undefined;
   #tunnelsOpened = 0;
   #openTunnels = 0;
@@ -169,6 +178,7 @@ class RecordingProxyServer implements RecordingProxy {
     this.#auth = options.auth === undefined ? undefined : checkAuth(options.auth);
     this.#realm = options.realm === undefined ? DEFAULT_REALM : options.realm;
     this.#allowTarget = options.allowTarget;
+    this.#hosts = options.hosts === undefined ? new Map<string, string>() : checkHostMap('hosts', options.hosts);
     this.history = this.#log.history;
     // The HTTP(S) server never listens itself: connections are fed to it by
     // the listener, so that 'refuse' can close the port without touching open ones.
@@ -326,7 +336,7 @@ class RecordingProxyServer implements RecordingProxy {
       endWithRawResponse(socket, call.statusCode, refusal === 407 ? [`Proxy-Authenticate: ${this.#challenge()}`] : []);
       return;
     }
-    openTunnel(call, socket, head, target, {
+    openTunnel(call, socket, head, this.#resolved(target), {
       track: (upstream) => {
         this.#listener.track(upstream);
       },
@@ -371,7 +381,13 @@ class RecordingProxyServer implements RecordingProxy {
       this.#respond(res, call.statusCode);
       return;
     }
-    forwardRequest(this.#forwarding, call, req, res, target);
+    forwardRequest(this.#forwarding, call, req, res, this.#resolved(target));
+  }
+
+  /** `target` with its host replaced by its address from the `hosts` option, when it has one. */
+  #resolved<T extends HostPort>(target: T): T {
+    const address = this.#hosts.get(target.host.replace(/\.$/, ''));
+    return address === undefined ? target : { ...target, host: address };
   }
 
   #respond(res: http.ServerResponse, status: number): void {

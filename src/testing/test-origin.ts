@@ -22,6 +22,7 @@ import {
 } from './call-history.js';
 import { closeServer, destroySockets, listenOn } from './sockets.js';
 import { plainHeaders } from './headers.js';
+import { checkHostMap, type HostMap } from './hosts.js';
 import {
   checkLoopbackHost,
   checkPort,
@@ -84,6 +85,14 @@ export interface TestOriginOptions {
    * JSON `{ "ok": true, "method": …, "url": … }`.
    */
   readonly handler?: OriginHandler;
+  /**
+   * Host names this origin plays, mapped to its loopback address (the same map the recording
+   * proxy's `hosts` and `createHostsLookup` take): with `tls: true` the certificate also names
+   * them, and `urlFor(name)` gives the origin's URL under that name. Every address must be the
+   * listen address; without `host`, the listen address is the map's one address.
+   * **Default:** none.
+   */
+  readonly hosts?: HostMap;
 }
 
 /** A running test origin. Close it with `close()` or `await using`. */
@@ -102,6 +111,8 @@ export interface TestOrigin {
   readonly history: CallHistory<OriginRequest>;
   /** TCP connections accepted since creation. */
   readonly connections: number;
+  /** The origin's base URL under `name` (a name of the `hosts` option, or any name mapped to it elsewhere), e.g. `'https://matrix.example.test:41234'`. */
+  urlFor(name: string): string;
   /** Shorthand for `history.calls()`. */
   calls(): readonly OriginRequest[];
   /** Shorthand for `history.lastCall()`. */
@@ -119,7 +130,7 @@ export interface TestOrigin {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const OPTION_KEYS = new Set(['host', 'port', 'tls', 'handler']);
+const OPTION_KEYS = new Set(['host', 'port', 'tls', 'handler', 'hosts']);
 
 const defaultHandler: OriginHandler = (req, res, call) => {
   req.resume();
@@ -180,6 +191,10 @@ class TestOriginServer implements TestOrigin {
 
   get port(): number {
     return this.#port;
+  }
+
+  urlFor(name: string): string {
+    return formatOrigin(this.protocol, name, this.#port);
   }
 
   get url(): string {
@@ -277,14 +292,18 @@ export async function createTestOrigin(options: TestOriginOptions = {}): Promise
       throw new TypeError(`Option \`${key}\`: unknown option`);
     }
   }
-  const host = checkLoopbackHost('host', options.host ?? '127.0.0.1');
+  const names = options.hosts === undefined ? new Map<string, string>() : checkHostMap('hosts', options.hosts);
+  const host = checkLoopbackHost('host', options.host ?? names.values().next().value ?? '127.0.0.1');
+  for (const [name, address] of names) {
+    if (address !== host) throw new TypeError(`Option \`hosts\`: ${JSON.stringify(name)} maps to ${address}, but the origin listens on ${host}`);
+  }
   const port = checkPort('port', options.port ?? 0);
   if (options.handler !== undefined && typeof options.handler !== 'function') {
     throw new TypeError('Option `handler`: must be a function');
   }
   let tls: TlsMaterial | undefined;
   if (options.tls === true) {
-    tls = throwawayTlsMaterial('matrix-egress test origin CA');
+    tls = throwawayTlsMaterial('matrix-egress test origin CA', [...names.keys()]);
   } else if (options.tls !== undefined) {
     tls = checkTlsMaterial('tls', options.tls);
   }

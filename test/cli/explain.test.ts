@@ -330,7 +330,7 @@ describe('matrix-egress: the dispatcher', () => {
   });
 
   it('unknown command, unknown global option, bad help topic: exit 2, one helpful line', () => {
-    assertUsageFailure(runBin(['frobnicate']), /unknown command "frobnicate"; commands: explain, env, check, demo, help \(see matrix-egress --help\)/);
+    assertUsageFailure(runBin(['frobnicate']), /unknown command "frobnicate"; commands: explain, env, check, demo, federation, help \(see matrix-egress --help\)/);
     assertUsageFailure(runBin(['--json', 'env']), /unknown option --json; options go after the command/);
     assertUsageFailure(runBin(['help', 'nope']), /unknown command "nope"/);
     assertUsageFailure(runBin(['--version', 'x']), /--version takes no arguments/);
