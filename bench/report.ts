@@ -34,7 +34,7 @@ export interface JobRecord {
 }
 
 /** Cores' worth of CPU that processes other than the worker, Squid and the origins used during the timed part. */
-export function otherLoadCores(record: JobRecord): number {
+function otherLoadCores(record: JobRecord): number {
   const timed = record.result?.timed;
   if (timed === undefined || record.machineBusyMicros === 0) return Number.NaN;
   const ours = (record.result?.cpuMicros ?? 0) + record.squidCpuMicros + record.originCpuMicros;
@@ -97,7 +97,7 @@ function failureOf(record: JobRecord): string {
 }
 
 /** Medians per client and workload. */
-export function summarize(records: readonly JobRecord[]): Summary[] {
+function summarize(records: readonly JobRecord[]): Summary[] {
   const summaries: Summary[] = [];
   const rateOf = (record: JobRecord): number => {
     const timed = record.result?.timed;
@@ -172,7 +172,7 @@ interface TargetLine {
 const EGRESS_CLIENTS = ['egress-request', 'egress-fetch', 'egress-agent'] as const;
 
 /** Evaluate the issue's targets (figures, not assertions). */
-export function evaluateTargets(summaries: readonly Summary[], decision: DecisionResults | undefined): TargetLine[] {
+function evaluateTargets(summaries: readonly Summary[], decision: DecisionResults | undefined): TargetLine[] {
   const lines: TargetLine[] = [];
   const find = (client: ClientName, workload: WorkloadName): Summary | undefined =>
     summaries.find((s) => s.client === client && s.workload === workload && s.rates.length > 0);

@@ -37,7 +37,15 @@ export interface Egress {
   dispatcher(type: ConnectionType): Dispatcher;
   /** undici's `fetch` (never Node's global one) with the dispatcher of `type`. Redirect hops are routed one by one. */
   fetch(type: ConnectionType, input: RequestInfo, init?: EgressRequestInit): Promise<Response>;
-  /** A keep-alive `http.Agent` for `http://` URLs of `type` (node:http, axios, got). */
+  /**
+   * A keep-alive `http.Agent` for `http://` URLs of `type` (node:http, axios' `httpAgent`, got's
+   * `agent.http`). The same agent object for every call with types that route alike.
+   */
+  httpAgent(type: ConnectionType): HttpAgent;
+  /**
+   * The same as {@link Egress.httpAgent}: its first name, kept as an alias (it returns the very same
+   * agent). Prefer `httpAgent`, which pairs with `httpsAgent`.
+   */
   agent(type: ConnectionType): HttpAgent;
   /** A keep-alive `https.Agent` for `https://` URLs of `type`. */
   httpsAgent(type: ConnectionType): HttpsAgent;
@@ -132,9 +140,13 @@ class EgressImpl implements Egress, ChildSelector {
     }
   }
 
-  agent(type: ConnectionType): HttpAgent {
+  httpAgent(type: ConnectionType): HttpAgent {
     if (this.closed) throw new EgressClosedError();
     return this.#agents.http(policyOf(this.config, type));
+  }
+
+  agent(type: ConnectionType): HttpAgent {
+    return this.httpAgent(type);
   }
 
   httpsAgent(type: ConnectionType): HttpsAgent {

@@ -46,12 +46,6 @@ export class EgressError extends Error {
   }
 }
 
-/** Where a configuration value came from: an environment variable or an option path. */
-export interface ConfigSource {
-  /** For example `https_proxy`, `NO_PROXY` or `option httpsProxy`. */
-  readonly source: string;
-}
-
 /** A proxy variable, proxy option or `no_proxy` entry is invalid. Thrown at construction, never later. */
 export class ProxyConfigError extends EgressError {
   override readonly name = 'ProxyConfigError';

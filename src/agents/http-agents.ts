@@ -35,7 +35,8 @@ import { authorityOf, openProxySocket, openTunnel } from '../dispatch/tunnel.js'
 import { openSocksTunnel } from '../dispatch/socks.js';
 import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUrlError } from '../errors.js';
 import { targetFromHostPort, type Target } from '../match/target.js';
-import { assertHostAllowed, createCheckedLookup } from '../ssrf/connect.js';
+import { assertHostAllowed } from '../ssrf/connect.js';
+import { directLookup } from '../dispatch/direct-lookup.js';
 import { routingProfile, type ConnectionTypePolicy } from '../policy/connection-types.js';
 import { decideRoute } from '../policy/route.js';
 import { carryProxyCredentials, forwardInAbsoluteForm } from './forwarding.js';
@@ -101,8 +102,7 @@ abstract class RoutingAgent extends AgentBase {
     super({ keepAlive: true });
     this.#context = context;
     this.#scheme = scheme;
-    const { ipFilter, lookup } = context.config;
-    this.#lookup = context.policy.ipBlocklist && !ipFilter.isOff ? createCheckedLookup(ipFilter, lookup) : lookup;
+    this.#lookup = directLookup(context.config, context.policy.ipBlocklist);
   }
 
   #closed(): boolean {

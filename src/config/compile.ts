@@ -183,7 +183,7 @@ const TYPE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
 
 /** The default time to wait for response headers, in milliseconds. */
-export const DEFAULT_HEADERS_TIMEOUT = 60_000;
+const DEFAULT_HEADERS_TIMEOUT = 60_000;
 
 /**
  * Read the environment once, merge the options over it per key, parse and validate everything, and
@@ -305,7 +305,8 @@ function compileProxyRules(rules: EgressOptions['proxyRules']): readonly Compile
       return Object.freeze({
         index,
         hosts,
-        matcher: compileNoProxy(hosts, `option ${path}.hosts`),
+        // Strict, unlike no_proxy: a skipped entry would silently send its hosts elsewhere (fail closed, SPEC §1).
+        matcher: compileNoProxy(hosts, `option ${path}.hosts`, { strict: true }),
         proxy: proxy === null ? null : parseProxyUrl(proxy, `option ${path}.proxy`),
         ca: normaliseCa(rule.ca, `${path}.ca`),
       });

@@ -72,6 +72,10 @@ export function loadEgressConfigFile(path: string): EgressOptions {
       options[FILE_ONLY_KEYS[key as keyof typeof FILE_ONLY_KEYS]] = readCaFiles(value, key, dirname(file), at);
       continue;
     }
+    if (key === 'proxyRules') {
+      options[key] = readRuleCaFiles(value, dirname(file), at);
+      continue;
+    }
     options[key] = value;
   }
   // One validator for options and files: compile what the file says against an empty environment
@@ -80,7 +84,11 @@ export function loadEgressConfigFile(path: string): EgressOptions {
     compileEgressConfig({ ...(options as EgressOptions), env: {}, logger: SILENT });
   } catch (error) {
     if (error instanceof ProxyConfigError && error.source.startsWith('option ')) {
-      const jsonPath = error.source.slice('option '.length).replace(/^ca\b/, 'caFile').replace(/^proxyCa\b/, 'proxyCaFile');
+      const jsonPath = error.source
+        .slice('option '.length)
+        .replace(/^ca\b/, 'caFile')
+        .replace(/^proxyCa\b/, 'proxyCaFile')
+        .replace(/^(proxyRules\[\d+\])\.ca\b/, '$1.caFile');
       const prefix = `${error.source}${error.value === undefined ? '' : ` (${JSON.stringify(error.value)})`}: `;
       const problem = error.message.slice(prefix.length);
       throw new ProxyConfigError(at(jsonPath), problem, error.value, { cause: error });
@@ -88,6 +96,22 @@ export function loadEgressConfigFile(path: string): EgressOptions {
     throw error;
   }
   return Object.freeze(options);
+}
+
+/**
+ * `proxyRules` with each rule's `caFile` (a path or a list, relative to the file's folder) read into
+ * its `ca`; everything else is left for `compileEgressConfig` to validate.
+ */
+function readRuleCaFiles(value: unknown, folder: string, at: (jsonPath: string) => string): unknown {
+  if (!Array.isArray(value)) return value;
+  return value.map((rule: unknown, i) => {
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) return rule;
+    const path = `proxyRules[${String(i)}]`;
+    if ('ca' in rule) throw new ProxyConfigError(at(`${path}.ca`), 'can only be given in code; name PEM files in caFile');
+    if (!('caFile' in rule)) return rule;
+    const { caFile, ...rest } = rule as Record<string, unknown>;
+    return { ...rest, ca: readCaFiles(caFile, `${path}.caFile`, folder, at) };
+  });
 }
 
 function readCaFiles(value: unknown, key: string, folder: string, at: (jsonPath: string) => string): string[] {

@@ -14,7 +14,8 @@ import { ForwardingDispatcher } from './forwarding.js';
 import { serverNameFor, type HopTls, type TlsSettings } from './tls.js';
 import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
-import { createCheckedConnector, createCheckedLookup } from '../ssrf/connect.js';
+import { createCheckedConnector } from '../ssrf/connect.js';
+import { directLookup } from './direct-lookup.js';
 import { openSocksTunnel } from './socks.js';
 
 /** The children a routing dispatcher chooses between. */
@@ -47,9 +48,14 @@ export class ConnectionPools {
     return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
   }
 
-  /** undici connect options of direct connections: origin TLS verified against system CAs plus `ca`. */
-  #directConnectOptions(): { timeout: number; rejectUnauthorized: boolean; secureContext?: SecureContext } {
+  /**
+   * undici connect options of direct connections: origin TLS verified against system CAs plus `ca`,
+   * and names resolved by the `lookup` option whatever the type (issue #17; direct-lookup.ts).
+   */
+  #directConnectOptions(): { timeout: number; rejectUnauthorized: boolean; secureContext?: SecureContext; lookup?: LookupFunction } {
+    const lookup = directLookup(this.#config, false);
     return {
+      ...(lookup !== undefined && { lookup }),
       timeout: this.#config.connectTimeout,
       rejectUnauthorized: this.#tls.origin.rejectUnauthorized,
       ...(this.#tls.origin.secureContext !== undefined && { secureContext: this.#tls.origin.secureContext }),
@@ -109,8 +115,8 @@ export class ConnectionPools {
    * route), else the `lookup` option (system resolver when absent).
    */
   socksResolver(checked: boolean): LookupFunction | undefined {
-    const { ipFilter, lookup } = this.#config;
-    return checked && !ipFilter.isOff ? createCheckedLookup(ipFilter, lookup) : lookup;
+    // The same resolver as a direct connection of the type (issue #17): one rule for every path.
+    return directLookup(this.#config, checked);
   }
 
   /**

@@ -27,7 +27,7 @@ export interface TlsSettings {
 }
 
 /** The warning logged once per egress when verification is off. */
-export const INSECURE_WARNING =
+const INSECURE_WARNING =
   'matrix-egress: TLS certificate verification is OFF for proxies and origins ' +
   '(useInsecureSslClientJustForTestingDoNotUse). Never use this outside tests.';
 

@@ -1,11 +1,10 @@
 /**
- * Header handling for dispatched requests: flattening undici's header forms, refusing a
- * caller-supplied `Proxy-Authorization`, and CR/LF checks.
+ * Header handling for dispatched requests: flattening undici's header forms and refusing a
+ * caller-supplied `Proxy-Authorization`.
  * @module
  */
 import type { Dispatcher } from 'undici';
-import { ForbiddenHeaderError, HeaderInjectionError } from '../errors.js';
-import { hasHeaderBreak } from '../redact.js';
+import { ForbiddenHeaderError } from '../errors.js';
 
 /** A header list as flat `[name, value]` pairs. */
 export type HeaderPairs = [string, string][];
@@ -49,11 +48,6 @@ export function refuseProxyAuthorization(headers: Dispatcher.DispatchOptions['he
   if (hasHeader(headerPairs(headers), 'proxy-authorization')) {
     throw new ForbiddenHeaderError('Proxy-Authorization', 'proxy credentials come from the proxy URL, never from a request');
   }
-}
-
-/** Throw {@link HeaderInjectionError} when a value would split an HTTP head. */
-export function assertNoHeaderBreak(what: string, value: string): void {
-  if (hasHeaderBreak(value)) throw new HeaderInjectionError(what);
 }
 
 /** Flatten pairs back into undici's flat array form. */

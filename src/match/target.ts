@@ -23,7 +23,7 @@ export interface Target {
 }
 
 /** Effective port of a scheme when the URL gives none. */
-export function defaultPort(scheme: 'http' | 'https'): number {
+function defaultPort(scheme: 'http' | 'https'): number {
   return scheme === 'https' ? 443 : 80;
 }
 

@@ -48,7 +48,7 @@ function ownSocketInodes(): Set<string> {
 }
 
 /** The TCP sockets (v4 and v6) whose descriptor this process holds. */
-export function ownTcpSockets(): OwnSocket[] {
+function ownTcpSockets(): OwnSocket[] {
   const inodes = ownSocketInodes();
   return tcpRows()
     .filter((row) => inodes.has(row.inode))
@@ -74,13 +74,6 @@ export async function waitFor(what: string, check: () => boolean, timeoutMs = 3_
   }
 }
 
-/** Wait until this process holds at most `limit` descriptors; returns the count reached. */
-export async function fdsSettleTo(limit: number, timeoutMs = 3_000): Promise<number> {
-  let now = openFds();
-  await waitFor(`open descriptors back to ≤ ${String(limit)}`, () => (now = openFds()) <= limit, timeoutMs, () => `now ${String(now)}`);
-  return now;
-}
-
 /** Memory after a full garbage collection, in MiB. */
 export interface MemorySample {
   readonly rssMiB: number;
@@ -92,7 +85,7 @@ export interface MemorySample {
 let collect: (() => void) | undefined;
 
 /** A full GC: `global.gc` under `--expose-gc`, else the same function obtained through V8's flags. */
-export function forceGc(): void {
+function forceGc(): void {
   if (collect === undefined) {
     const exposed = (globalThis as { gc?: () => void }).gc;
     if (exposed !== undefined) {

@@ -17,8 +17,8 @@ interface PeerOf {
   readonly remotePort: number;
 }
 
-/** What a request rejected with: `thrown` as the caller sees it, `error` with undici's fetch wrapper removed. */
-export { failureOf, fetchError, type Failure } from './failures.js';
+/** What a request rejected with, for the Squid tests (see ./failures.ts). */
+export { failureOf, fetchError } from './failures.js';
 
 /**
  * The socket inode of the TCP connection whose local port is `localPort` and remote port is
@@ -50,7 +50,7 @@ function holdsSocket(pid: number, inode: string): boolean {
  * received `call` on. The connection must still be open (call this before closing the egress).
  * Loopback addresses cannot tell Squid from us — both connect from 127.0.0.1 — the owning process can.
  */
-export function peerProcess(call: PeerOf, originPort: number, pids: readonly number[]): number | undefined {
+function peerProcess(call: PeerOf, originPort: number, pids: readonly number[]): number | undefined {
   const inode = socketInode(call.remotePort, originPort);
   if (inode === undefined) return undefined;
   return pids.find((pid) => holdsSocket(pid, inode));

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { md5Crypt } from './md5-crypt.js';
 
 /** The basic-auth helper shipped in Debian's squid package (`--enable-auth-basic=NCSA`). */
-export const NCSA_AUTH_HELPER = '/usr/lib/squid/basic_ncsa_auth';
+const NCSA_AUTH_HELPER = '/usr/lib/squid/basic_ncsa_auth';
 
 /** Options for {@link startSquid}. An HTTP port on 127.0.0.1 is always opened. */
 export interface StartSquidOptions {
@@ -127,7 +127,7 @@ function findSquidBinary(): string | undefined {
 }
 
 /** Whether Squid and the NCSA auth helper are installed, so tests can fail with a clear message. */
-export function squidAvailable(): boolean {
+function squidAvailable(): boolean {
   return findSquidBinary() !== undefined && existsSync(NCSA_AUTH_HELPER);
 }
 

@@ -39,7 +39,12 @@ expectTypeOf(createEgress).parameter(0).toEqualTypeOf<EgressOptions | undefined>
 const egress = createEgress({ env: {}, httpsProxy: null, noProxy: 'a.example' });
 expectTypeOf(egress.dispatcher('push')).toEqualTypeOf<Dispatcher>();
 expectTypeOf(egress.fetch('federation', 'https://x.example/')).toEqualTypeOf<Promise<Response>>();
+expectTypeOf(egress.httpAgent('push')).toEqualTypeOf<HttpAgent>();
+// `agent` is the documented alias of `httpAgent`.
 expectTypeOf(egress.agent('push')).toEqualTypeOf<HttpAgent>();
+expectTypeOf<Egress['agent']>().toEqualTypeOf<Egress['httpAgent']>();
+// @ts-expect-error -- an agent is per connection type
+egress.httpAgent();
 expectTypeOf(egress.httpsAgent('push')).toEqualTypeOf<HttpsAgent>();
 expectTypeOf(egress.route('push', 'https://x.example/')).toEqualTypeOf<RouteDecision>();
 expectTypeOf(egress.close()).toEqualTypeOf<Promise<void>>();

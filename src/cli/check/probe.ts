@@ -19,7 +19,7 @@ export function codeOf(error: unknown): string | undefined {
 }
 
 /** An error with a `code`, as Node's own errors carry one. */
-export function codedError(code: string, message: string): Error & { readonly code: string } {
+function codedError(code: string, message: string): Error & { readonly code: string } {
   return Object.assign(new Error(message), { code });
 }
 
@@ -59,7 +59,7 @@ function isoDate(text: string): string {
 }
 
 /** Summarise a peer certificate; `undefined` when the peer sent none. */
-export function summarizeCertificate(cert: PeerCertificate | undefined | null): CertificateSummary | undefined {
+function summarizeCertificate(cert: PeerCertificate | undefined | null): CertificateSummary | undefined {
   // getPeerCertificate() answers {} when there is no certificate.
   if (cert === undefined || cert === null || (cert as Partial<PeerCertificate>).valid_to === undefined) return undefined;
   return {

@@ -245,7 +245,7 @@ export function elapsed(started: number): number {
 }
 
 /** `text` with its line breaks folded into spaces, for one-line messages. */
-export function oneLine(text: string): string {
+function oneLine(text: string): string {
   return text.replace(/\s*[\r\n]+\s*/g, ' ');
 }
 

@@ -100,6 +100,12 @@ describe('configuration file: schema and loader agree', () => {
     { name: 'blocklist item not a string', config: { ipAllowlist: [10] }, path: 'ipAllowlist[0]' },
     { name: 'caFile empty list', config: { caFile: [] }, path: 'caFile' },
     { name: 'caFile number', config: { proxyCaFile: [7] }, path: 'proxyCaFile[0]' },
+    { name: 'proxyRules not a list', config: { proxyRules: { hosts: '*.onion' } }, path: 'proxyRules' },
+    { name: 'rule without proxy', config: { proxyRules: [{ hosts: '*.onion' }] }, path: 'proxyRules[0].proxy' },
+    { name: 'rule with a socks4 proxy', config: { proxyRules: [{ hosts: '*.onion', proxy: 'socks4://127.0.0.1:9050' }] }, path: 'proxyRules[0].proxy' },
+    { name: 'rule with an unknown key', config: { proxyRules: [{ hosts: 'a', proxy: null, via: 'tor' }] }, path: 'proxyRules[0].via' },
+    { name: 'rule with inline ca', config: { proxyRules: [{ hosts: 'a', proxy: null, ca: '-----BEGIN CERTIFICATE-----' }] }, path: 'proxyRules[0].ca' },
+    { name: 'rule caFile empty list', config: { proxyRules: [{ hosts: 'a', proxy: null, caFile: [] }] }, path: 'proxyRules[0].caFile' },
   ];
   for (const row of invalid) {
     it(`both refuse: ${row.name} (at ${row.path})`, () => {
@@ -128,6 +134,22 @@ describe('configuration file: loading', () => {
     );
     assert.throws(() => loadEgressConfigFile(writeConfig({ noProxy: '2.3.4', strictNoProxy: true })), /at noProxy entry 1 \("2\.3\.4"\): an incomplete IPv4/);
     assert.throws(() => loadEgressConfigFile(writeConfig({ ipBlocklist: ['10.0.0.0/8', 'nope'] })), /at ipBlocklist\[1\]/);
+  });
+
+  it('reads a proxy rule\'s caFile into its ca, relative to the file', () => {
+    const folder = mkdtempSync(join(dir, 'rules-'));
+    mkdirSync(join(folder, 'certs'));
+    writeFileSync(join(folder, 'certs', 'onion-ca.pem'), pem);
+    const file = join(folder, 'egress.json');
+    writeFileSync(file, JSON.stringify({ proxyRules: [{ hosts: '*.onion', proxy: 'socks5h://127.0.0.1:9050', caFile: 'certs/onion-ca.pem' }, { hosts: 'x.example', proxy: null }] }));
+    const options = loadEgressConfigFile(file);
+    assert.deepEqual(options.proxyRules, [{ hosts: '*.onion', proxy: 'socks5h://127.0.0.1:9050', ca: [pem] }, { hosts: 'x.example', proxy: null }]);
+    const config = compileEgressConfig({ ...options, env: {} });
+    assert.equal(config.proxyRules[0]?.ca?.length, 1);
+    writeFileSync(file, JSON.stringify({ proxyRules: [{ hosts: '*.onion', proxy: null, caFile: 'certs/missing.pem' }] }));
+    assert.throws(() => loadEgressConfigFile(file), /at proxyRules\[0\]\.caFile: cannot read .*missing\.pem \(ENOENT\)/);
+    writeFileSync(file, JSON.stringify({ proxyRules: [{ hosts: '10.0.0.0/33', proxy: null }] }));
+    assert.throws(() => loadEgressConfigFile(file), /at proxyRules\[0\]\.hosts entry 1/);
   });
 
   it('reads caFile and proxyCaFile relative to the file, as one path or a list', () => {
