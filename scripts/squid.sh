@@ -1,79 +1,64 @@
 #!/usr/bin/env bash
-# Squid for the integration tests (test/support/squid.ts starts its own
-# instances on loopback with a generated config; nothing here configures one).
+# Squid for the integration tests. test/support/squid.ts starts its own Squid instances on
+# loopback, each from a config it generates in a temporary directory, on a free port, with its own
+# pid file, and stops each by its PID. This script only makes sure the squid package is installed:
+# it never starts, stops, disables or reconfigures a Squid service of the system. If installing
+# the package starts Debian's own service (port 3128), it is left running; the tests do not need
+# that port.
 #
-#   scripts/squid.sh install   install Debian's squid if missing, keep its service from running
+#   scripts/squid.sh install   install Debian's squid with apt-get if it is missing
 #   scripts/squid.sh check     exit 0 if everything the tests need is present
 #
-# Works as root (CI) or through sudo when not root.
+# Installing needs root or sudo, and apt-get (Debian, Ubuntu). Elsewhere it says what to install.
 set -euo pipefail
 
 NCSA_HELPER=/usr/lib/squid/basic_ncsa_auth
-DEBIAN_PID_FILE=/run/squid.pid # Debian's compiled-in pid_filename
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+WHAT_TO_INSTALL="Squid 5 or newer with its basic_ncsa_auth helper at $NCSA_HELPER (Debian/Ubuntu package: squid)"
 
 have_squid() {
-  command -v squid >/dev/null 2>&1 && [ -x "$NCSA_HELPER" ]
+  { command -v squid >/dev/null 2>&1 || [ -x /usr/sbin/squid ]; } && [ -x "$NCSA_HELPER" ]
 }
 
-# Only Debian's own instance: it is started from /etc/squid/squid.conf and
-# writes $DEBIAN_PID_FILE. Our test instances use their own pid files.
-stop_packaged_service() {
-  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    as_root systemctl disable --now squid.service >/dev/null 2>&1 || true
-  elif command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/squid ]; then
-    as_root update-rc.d squid disable >/dev/null 2>&1 || true
-  fi
-  if [ -s "$DEBIAN_PID_FILE" ]; then
-    local pid
-    pid="$(cat "$DEBIAN_PID_FILE")"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      as_root squid -k shutdown -f /etc/squid/squid.conf >/dev/null 2>&1 || as_root kill -TERM "$pid" || true
-      for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-    fi
+squid_version() {
+  "$(command -v squid || echo /usr/sbin/squid)" -v | head -n 1
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "squid: installing needs root, and sudo is not available; as root, install $WHAT_TO_INSTALL" >&2
+    exit 1
   fi
 }
 
 install_squid() {
   if have_squid; then
-    stop_packaged_service
-    echo "squid: already installed ($(squid -v | head -n 1))"
+    echo "squid: already installed ($(squid_version))"
     return 0
   fi
-  # Keep dpkg from starting the service during the install (policy-rc.d
-  # convention, man invoke-rc.d); only if the machine has no policy already.
-  local policy=/usr/sbin/policy-rc.d added_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-    as_root chmod 755 "$policy"
-    added_policy=1
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "squid: apt-get not found, so this script cannot install Squid here." >&2
+    echo "squid: install $WHAT_TO_INSTALL with your system's package manager, then run the tests again." >&2
+    echo "squid: (npm run test:unit needs no Squid.)" >&2
+    exit 1
   fi
-  # shellcheck disable=SC2064 # expand now: the trap must remove what we added
-  trap "[ $added_policy -eq 1 ] && as_root rm -f '$policy'" EXIT
   if ! apt-cache show squid >/dev/null 2>&1; then
     as_root apt-get update -qq
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null
-  if [ "$added_policy" -eq 1 ]; then
-    as_root rm -f "$policy"
-  fi
-  trap - EXIT
-  stop_packaged_service
-  have_squid || { echo "squid: install finished but squid or $NCSA_HELPER is missing" >&2; exit 1; }
-  echo "squid: installed ($(squid -v | head -n 1))"
+  have_squid || { echo "squid: the install finished but squid or $NCSA_HELPER is missing" >&2; exit 1; }
+  echo "squid: installed ($(squid_version))"
 }
 
 case "${1:-}" in
   install) install_squid ;;
   check)
-    if have_squid; then echo "squid: ok ($(squid -v | head -n 1))"; else
-      echo "squid: missing; run scripts/squid.sh install" >&2; exit 1
+    if have_squid; then echo "squid: ok ($(squid_version))"; else
+      echo "squid: missing; run scripts/squid.sh install (or install $WHAT_TO_INSTALL)" >&2
+      exit 1
     fi
     ;;
   *)

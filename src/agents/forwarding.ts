@@ -1,61 +1,44 @@
 /**
  * Plain-http requests forwarded by the proxy, on the node:http side (RFC 9112 §3.2.2): the request
- * line rewritten to absolute form, the proxy's credentials added on the wire, and a 407 from the
- * proxy turned into {@link ProxyAuthenticationError}.
+ * line rewritten to absolute form and the proxy's credentials added, both on the way out, and a 407
+ * from the proxy turned into {@link ProxyAuthenticationError}.
  *
- * Where the credentials go. Never into the `ClientRequest`: its rendered head (`_header`) and its
- * header table are printed by `util.inspect` and `JSON.stringify` of the request, of `res.req`, and
- * of every error object that carries the request (axios's `error.request`). The socket to the proxy
- * is ours instead (the agent opens it), and {@link carryProxyCredentials} makes its `_write` and
- * `_writev` (the last JavaScript step before the bytes go to the kernel or to TLS) insert
- * `Proxy-Authorization` right after the request line of each request head. The credential exists as
- * text only in the chunk handed to the handle; the socket's own fields hold nothing of it (the
- * writable buffer holds the chunks as node:http wrote them, before the insertion).
+ * Where the rewrite happens. Never in the `ClientRequest`: its rendered head and its header table
+ * are printed by `util.inspect` and `JSON.stringify` of the request, of `res.req`, and of every error
+ * object that carries the request (axios's `error.request`). The agent's `connect()` hands node:http
+ * a {@link ForwardingSocket} instead of the socket to the proxy: a Duplex (which node:http and
+ * agent-base accept in place of a socket) whose write side replaces the origin-form request line of
+ * each request head with the absolute-form one followed by `Proxy-Authorization`, and passes every
+ * other byte through. The credential exists as text only in the chunk handed to the proxy socket,
+ * which only the ForwardingSocket holds (a #private field); the request, the ForwardingSocket's
+ * buffers and its printed form hold the head as node:http wrote it, without credentials.
  *
- * Message boundaries. node:http never pipelines: a socket carries one request at a time, and
- * - it sets `socket._httpMessage = req` before the request writes anything (`tickOnSocket`, before
- *   `'socket'` is emitted and before `_flush`), and a request writes to its socket only while
- *   `socket._httpMessage === req` (`OutgoingMessage._writeRaw`);
- * - it hands the socket to the next request only once every chunk of the previous one has been
- *   written out (`writableFinished`, or `'finish'`), so chunks reach `_write` in write order and
- *   every chunk seen while `_httpMessage` is a request belongs to that request;
- * - the first chunk a request writes is always its head (`_send` puts `_header` first, alone or in
- *   front of the first string chunk of the body).
- * So the first chunk seen for a new `_httpMessage` is that request's head, and it is the only one
- * touched: it must begin with the exact request line {@link forwardInAbsoluteForm} set for that very
- * request, else the write fails and nothing is sent. Every later chunk of the same request (a body
- * that happens to begin with `GET http://x/ HTTP/1.1\r\n` included) passes byte for byte, and so
- * does a write with no request bound: it fails. The line is looked up per request, so neither a
- * reused keep-alive socket, a request abandoned before it wrote, nor the order of the `'socket'`
- * event and the first write can shift an injection onto another message.
+ * Message boundaries, with public API only (issue #13: this used to read node:http's private
+ * `socket._httpMessage`, `req._header` and `req.outputData`). node:http never pipelines: a socket
+ * carries one request at a time, and
+ * - it sets `req.socket` (public) when it binds a request to a socket, before the request writes
+ *   anything to it, and binds the next request only once every chunk of the previous one has been
+ *   written out (`'finish'`);
+ * - the first chunk a request writes is always its head, which begins with `METHOD path HTTP/1.1`
+ *   built from the public `req.method` and `req.path`.
+ * So the first write after a forwarded request is bound to the ForwardingSocket is that request's
+ * head, and it is the only one rewritten: it must begin with the request line node:http renders
+ * from that request's method and path, else the write fails and nothing is sent. Every later chunk
+ * of the same request (a body that begins with `GET http://x/ HTTP/1.1\r\n` included) passes byte for
+ * byte; a write while no request is bound or after the bound one finished fails. Each check fails
+ * closed and loudly (the request errors with {@link InvalidUrlError}), so a Node release that broke
+ * either assumption would fail the tests in test/integration/agents instead of sending anything.
  * @module
  */
 import { Buffer } from 'node:buffer';
 import { IncomingMessage, type ClientRequest } from 'node:http';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import type { ProxyEndpoint } from '../config/proxy-url.js';
 import { authorityOf } from '../dispatch/tunnel.js';
 import { HeaderInjectionError, InvalidUrlError, ProxyAuthenticationError } from '../errors.js';
 import type { Target } from '../match/target.js';
 import { hasControlOrSpace } from '../redact.js';
-
-/** The parts of ClientRequest that exist at run time but that @types/node leaves out. */
-interface RequestInternals {
-  /** The rendered request head; set early when headers are given as an array or carry `Expect`. */
-  _header: string | null;
-  /** True once the head was passed to `_send`: with `Expect`, in the constructor, before any socket. */
-  _headerSent: boolean;
-  /** What the request wrote before it had a socket, in order; the head first. */
-  outputData: { data: unknown }[];
-  /** The length of `outputData`, for back-pressure. */
-  outputSize: number;
-}
-
-/** The parts of a socket node:http uses that @types/node leaves out. */
-interface SocketInternals {
-  /** The request the socket carries (node:http's own field); `null` or absent when it carries none. */
-  readonly _httpMessage?: unknown;
-}
 
 type WriteCallback = (error?: Error | null) => void;
 interface WriteRequest {
@@ -63,144 +46,252 @@ interface WriteRequest {
   encoding: BufferEncoding;
 }
 
-/**
- * The absolute-form request line set for each forwarded request, `METHOD target HTTP/1.1\r\n`: what
- * its head must begin with for the credentials to be added. Module-private, keyed weakly.
- */
-const requestLines = new WeakMap<object, string>();
+/** The request line a forwarded request's head begins with, and the one sent in its place. */
+interface HeadRewrite {
+  /** `METHOD path HTTP/1.1\r\n`, as node:http renders it from the request. */
+  readonly originLine: string;
+  /** `METHOD http://host:port/path HTTP/1.1\r\n`, the absolute form for the proxy. */
+  readonly absoluteLine: string;
+}
 
 /** Encodings in which a string chunk is the text of the bytes sent (node:http writes heads as latin1, or utf8 with a string body). */
 const TEXT_ENCODINGS: ReadonlySet<string> = new Set(['latin1', 'binary', 'utf8', 'utf-8', 'ascii']);
 
-/** Before the first request on a socket: no `_httpMessage` equals it. */
-const NO_REQUEST_YET: unique symbol = Symbol('no request yet');
+/**
+ * The forwarded requests of one agent whose head has not gone out yet, each with its rewrite.
+ * A request leaves when its head is taken by the socket it was bound to, or when it closes.
+ */
+export class ForwardedRequests {
+  readonly #pending = new Map<ClientRequest, HeadRewrite>();
+
+  /** Register a forwarded request before it is queued. */
+  add(req: ClientRequest, rewrite: HeadRewrite): void {
+    this.#pending.set(req, rewrite);
+    req.once('close', () => this.#pending.delete(req));
+  }
+
+  /**
+   * The request bound to `socket` (node:http's public `req.socket`) whose head has not gone out,
+   * removed from the pending ones; undefined when there is none, or more than one (which node:http
+   * never does: refuse rather than guess).
+   */
+  take(socket: Duplex): [ClientRequest, HeadRewrite] | undefined {
+    let found: [ClientRequest, HeadRewrite] | undefined;
+    for (const [req, rewrite] of this.#pending) {
+      if ((req.socket as unknown) !== socket) continue;
+      if (found !== undefined) return undefined;
+      found = [req, rewrite];
+    }
+    if (found !== undefined) this.#pending.delete(found[0]);
+    return found;
+  }
+}
 
 /**
- * Turn a request into an absolute-form one for the proxy (RFC 9112 §3.2.2): the target is the host
+ * Prepare a request for the proxy (RFC 9112 §3.2.2): its head will go out with the target as the host
  * and port connected to followed by the caller's path, byte for byte (no URL parsing, so `%2F` and
- * `..` survive). `Proxy-Authorization` is not set here: {@link carryProxyCredentials} adds it on the
- * socket, for the proxy, which strips it (RFC 9110 §11.7.2).
+ * `..` survive), and with `Proxy-Authorization` for the proxy, which strips it (RFC 9110 §11.7.2).
+ * The request itself is not changed: the {@link ForwardingSocket} rewrites its head on the way out.
  */
-export function forwardInAbsoluteForm(req: ClientRequest, target: Target, proxy: ProxyEndpoint): void {
+export function forwardInAbsoluteForm(req: ClientRequest, target: Target, proxy: ProxyEndpoint, requests: ForwardedRequests): void {
   if (!req.path.startsWith('/')) throw new InvalidUrlError('A request forwarded by a proxy needs a path starting with "/"');
   const host = target.host.includes(':') ? `[${target.host}]` : target.host;
   const absolute = `http://${host}${target.port === 80 ? '' : `:${String(target.port)}`}${req.path}`;
   if (hasControlOrSpace(absolute)) throw new HeaderInjectionError('The request target');
-  const requestLine = `${req.method} ${absolute} HTTP/1.1\r\n`;
-  const internals = req as unknown as RequestInternals;
-  const rendered = internals._header;
-  if (rendered !== null && rendered !== '') {
-    // Headers given as an array (or with Expect) are rendered in the ClientRequest constructor,
-    // before the agent sees the request: patch the request line of that head.
-    const originLine = `${req.method} ${req.path} HTTP/1.1\r\n`;
-    const unpatchable = (): InvalidUrlError => new InvalidUrlError('The request head could not be rewritten for the proxy');
-    if (!rendered.startsWith(originLine)) throw unpatchable();
-    internals._header = requestLine + rendered.slice(originLine.length);
-    if (internals._headerSent) {
-      // With Expect, `_storeHeader` also queues the head at once (`_send('')`), and with no socket
-      // yet it waits first in `outputData`: that copy is the one that will be written.
-      const queued = internals.outputData[0];
-      if (typeof queued?.data !== 'string' || !queued.data.startsWith(originLine)) throw unpatchable();
-      queued.data = requestLine + queued.data.slice(originLine.length);
-      internals.outputSize += requestLine.length - originLine.length;
-    }
-  }
-  req.path = absolute;
-  requestLines.set(req, requestLine);
+  requests.add(req, { originLine: `${req.method} ${req.path} HTTP/1.1\r\n`, absoluteLine: `${req.method} ${absolute} HTTP/1.1\r\n` });
   failOnProxy407(req, proxy, authorityOf({ hostname: target.host, port: target.port }));
 }
 
 /**
- * Make a socket to the proxy add `Proxy-Authorization` to the head of every forwarded request it
- * carries (see the module notes for why this is exact at message boundaries). The credential stays
- * in `proxy` (a #private field) and in this closure; nothing is stored on the socket but the two
- * wrapped methods. A head that does not begin with the request line set for its request, or a write
- * with no forwarded request bound, fails the socket (and so the request) instead of going out
- * without the credentials. Without credentials the socket is returned as it is.
+ * What node:http gets instead of the socket to the proxy: the same bytes both ways, except that the
+ * head of each forwarded request goes out in absolute form with `Proxy-Authorization` (see the module
+ * notes). The socket methods node:http and its Agent call (`setKeepAlive`, `setNoDelay`,
+ * `setTimeout`, `ref`, `unref`, `destroySoon`, addresses) are passed on to the proxy socket.
  */
-export function carryProxyCredentials(socket: Socket, proxy: ProxyEndpoint): Socket {
-  if (!proxy.hasCredentials) return socket;
-  const internals = socket as unknown as SocketInternals;
-  const write = socket._write.bind(socket);
-  const writev = socket._writev?.bind(socket);
-  /** The request whose head went out last: its later chunks pass untouched. */
-  let current: unknown = NO_REQUEST_YET;
+export class ForwardingSocket extends Duplex {
+  readonly #socket: Socket;
+  readonly #proxy: ProxyEndpoint;
+  readonly #requests: ForwardedRequests;
+  /** The request whose head went out last, until it finishes: its later chunks pass untouched. */
+  #current: ClientRequest | undefined;
 
-  /** The head of the request now bound, with the credentials after its request line; undefined to refuse. */
-  const headWithCredentials = (message: unknown, chunk: unknown, encoding: BufferEncoding): unknown => {
-    // Still connecting, net.Socket would park the chunk in `_pendingData`; our sockets never are.
-    if (socket.connecting || typeof message !== 'object' || message === null) return undefined;
-    const line = requestLines.get(message);
-    const authorization = proxy.proxyAuthorization();
-    if (line === undefined || authorization === undefined) return undefined;
-    return insertAfterRequestLine(chunk, encoding, line, `Proxy-Authorization: ${authorization}\r\n`);
-  };
+  constructor(socket: Socket, proxy: ProxyEndpoint, requests: ForwardedRequests) {
+    // Strings stay strings, so a head keeps the encoding node:http chose for it.
+    super({ decodeStrings: false, allowHalfOpen: false });
+    this.#socket = socket;
+    this.#proxy = proxy;
+    this.#requests = requests;
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('error', (error) => this.destroy(error));
+    socket.on('close', () => this.destroy());
+    socket.on('timeout', () => this.emit('timeout'));
+  }
 
-  const replacement: Pick<Socket, '_write' | '_writev'> = {
-    _write(chunk: unknown, encoding: BufferEncoding, callback: WriteCallback): void {
-      const message = internals._httpMessage;
-      if (message === current) {
-        write(chunk, encoding, callback);
-        return;
-      }
-      const head = headWithCredentials(message, chunk, encoding);
-      if (head === undefined) {
-        callback(refusedHead());
-        return;
-      }
-      current = message;
-      write(head, encoding, callback);
-    },
-  };
-  if (writev !== undefined) {
-    replacement._writev = (chunks: WriteRequest[], callback: WriteCallback): void => {
-      const message = internals._httpMessage;
-      const [first] = chunks;
-      if (message === current || first === undefined) {
-        writev(chunks, callback);
-        return;
-      }
-      const head = headWithCredentials(message, first.chunk, first.encoding);
-      if (head === undefined) {
-        callback(refusedHead());
-        return;
-      }
-      current = message;
-      // A copy: the array may be the writable state's own buffer. `allBuffers` (set by Writable)
-      // stays true or false, as the head keeps its type.
-      const copy: WriteRequest[] = Object.assign(chunks.slice(), { allBuffers: (chunks as { allBuffers?: unknown }).allBuffers });
-      copy[0] = { chunk: head, encoding: first.encoding };
-      writev(copy, callback);
-    };
+  override _read(): void {
+    this.#socket.resume();
   }
-  for (const [name, value] of Object.entries(replacement)) {
-    Object.defineProperty(socket, name, { value, writable: true, configurable: true, enumerable: false });
+
+  override _write(chunk: unknown, encoding: BufferEncoding, callback: WriteCallback): void {
+    const first = this.#outgoing(chunk, encoding);
+    if (first instanceof Error) {
+      callback(first);
+      return;
+    }
+    this.#socket.write(first as string | Uint8Array, encoding, callback);
   }
-  return socket;
+
+  override _writev(chunks: WriteRequest[], callback: WriteCallback): void {
+    const [head, ...rest] = chunks;
+    if (head === undefined) {
+      callback();
+      return;
+    }
+    const first = this.#outgoing(head.chunk, head.encoding);
+    if (first instanceof Error) {
+      callback(first);
+      return;
+    }
+    // One write per chunk, sent together: node:http corks its head and body the same way.
+    this.#socket.cork();
+    const all = [{ chunk: first, encoding: head.encoding }, ...rest];
+    all.forEach(({ chunk, encoding }, i) => {
+      this.#socket.write(chunk as string | Uint8Array, encoding, i === all.length - 1 ? callback : undefined);
+    });
+    this.#socket.uncork();
+  }
+
+  override _final(callback: WriteCallback): void {
+    this.#socket.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: WriteCallback): void {
+    this.#socket.destroy();
+    callback(error);
+  }
+
+  /** The chunk to send for the first chunk of a write: a head rewritten, a body chunk as it is, or an Error to refuse. */
+  #outgoing(chunk: unknown, encoding: BufferEncoding): unknown {
+    const next = this.#requests.take(this);
+    if (next !== undefined) {
+      const [req, rewrite] = next;
+      const authorization = this.#proxy.proxyAuthorization();
+      const fields = authorization === undefined ? '' : `Proxy-Authorization: ${authorization}\r\n`;
+      const head = replaceRequestLine(chunk, encoding, rewrite, fields);
+      if (head === undefined) return refusedHead();
+      this.#current = req;
+      req.once('finish', () => {
+        if (this.#current === req) this.#current = undefined;
+      });
+      return head;
+    }
+    // @types/node types `req.socket` as a net.Socket; node:http sets it to whatever the agent gave it.
+    if (this.#current !== undefined && (this.#current.socket as unknown) === this) return chunk;
+    return refusedHead();
+  }
+
+  /** Passed on to the proxy socket (node:http's Agent calls it on reuse). */
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.#socket.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  /** Passed on to the proxy socket. */
+  setNoDelay(noDelay?: boolean): this {
+    this.#socket.setNoDelay(noDelay);
+    return this;
+  }
+
+  /** The proxy socket's idle timeout; its `'timeout'` is emitted here. */
+  setTimeout(timeout: number, callback?: () => void): this {
+    this.#socket.setTimeout(timeout);
+    if (callback !== undefined) {
+      if (timeout === 0) this.removeListener('timeout', callback);
+      else this.once('timeout', callback);
+    }
+    return this;
+  }
+
+  /** The idle timeout in force (node:http's Agent reads it before setting its own). */
+  get timeout(): number | undefined {
+    return this.#socket.timeout;
+  }
+
+  /** Passed on to the proxy socket (a pooled socket must not keep the process alive). */
+  ref(): this {
+    this.#socket.ref();
+    return this;
+  }
+
+  /** Passed on to the proxy socket. */
+  unref(): this {
+    this.#socket.unref();
+    return this;
+  }
+
+  /** End the write side once everything queued is written, then close (as net.Socket's does). */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
+  /** Never connecting: a ForwardingSocket is made around a connected socket. */
+  get connecting(): boolean {
+    return false;
+  }
+
+  address(): AddressInfo | object {
+    return this.#socket.address();
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.#socket.remotePort;
+  }
+
+  get remoteFamily(): string | undefined {
+    return this.#socket.remoteFamily;
+  }
+
+  get localAddress(): string | undefined {
+    return this.#socket.localAddress;
+  }
+
+  get localPort(): number | undefined {
+    return this.#socket.localPort;
+  }
 }
 
 /**
- * `chunk` with `field` inserted after `line`, which it must begin with; undefined when it does not.
- * A string chunk stays a string in its encoding (node:http sends a head with a string body as one
- * string), a Buffer is compared with the line's latin1 bytes (how node:http encodes a head alone).
+ * `chunk` with its first line replaced by the absolute-form line and `fields` after it; undefined
+ * when it does not begin with the origin-form line. A string chunk stays a string in its encoding
+ * (node:http sends a head with a string body as one string); a Buffer is compared with the line's
+ * latin1 bytes (how node:http encodes a head alone).
  */
-function insertAfterRequestLine(chunk: unknown, encoding: BufferEncoding, line: string, field: string): unknown {
+function replaceRequestLine(chunk: unknown, encoding: BufferEncoding, rewrite: HeadRewrite, fields: string): unknown {
+  const { originLine, absoluteLine } = rewrite;
   if (typeof chunk === 'string') {
-    if (!TEXT_ENCODINGS.has(encoding.toLowerCase()) || !chunk.startsWith(line)) return undefined;
-    return line + field + chunk.slice(line.length);
+    if (!TEXT_ENCODINGS.has(encoding.toLowerCase()) || !chunk.startsWith(originLine)) return undefined;
+    return absoluteLine + fields + chunk.slice(originLine.length);
   }
   if (chunk instanceof Uint8Array) {
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    const lineBytes = Buffer.from(line, 'latin1');
+    const lineBytes = Buffer.from(originLine, 'latin1');
     if (bytes.length < lineBytes.length || !bytes.subarray(0, lineBytes.length).equals(lineBytes)) return undefined;
-    return Buffer.concat([lineBytes, Buffer.from(field, 'latin1'), bytes.subarray(lineBytes.length)]);
+    return Buffer.concat([Buffer.from(absoluteLine + fields, 'latin1'), bytes.subarray(lineBytes.length)]);
   }
   return undefined;
 }
 
 function refusedHead(): InvalidUrlError {
   return new InvalidUrlError(
-    'A request to the proxy was refused: its head does not begin with the request line set for the proxy (was the request changed after it was created?), so Proxy-Authorization could not be added',
+    'A request to the proxy was refused: its head does not begin with the request line of its request (was the request changed after it was created?), or no forwarded request was bound to the connection, so it could not be rewritten for the proxy',
   );
 }
 

@@ -11,7 +11,7 @@
  *   segments (`/a/../b` → `/b`, breaking federation signatures); it takes the target host from the
  *   `Host` header rather than from the host connected to; it keeps the credentials in public
  *   `proxy` and `proxyHeaders` fields and sets `Proxy-Authorization` on the request itself, all
- *   printed by `util.inspect` (we add it on the socket: ./forwarding.ts); it waits for TCP
+ *   printed by `util.inspect` (we add it on the way to the proxy: ./forwarding.ts); it waits for TCP
  *   `connect` only, with no time limit, so an `https://` proxy's TLS failure reaches the caller
  *   untyped and a silent proxy hangs the request; and it proxies every request, so it cannot serve
  *   hosts in and out of `no_proxy` with one agent. We keep its one good idea, rewriting each
@@ -39,7 +39,7 @@ import { assertHostAllowed } from '../ssrf/connect.js';
 import { directLookup } from '../dispatch/direct-lookup.js';
 import { routingProfile, type ConnectionTypePolicy } from '../policy/connection-types.js';
 import { decideRoute } from '../policy/route.js';
-import { carryProxyCredentials, forwardInAbsoluteForm } from './forwarding.js';
+import { ForwardedRequests, ForwardingSocket, forwardInAbsoluteForm } from './forwarding.js';
 
 /** Most distinct host:port routes an agent remembers before it starts over (as egress.ts does for dispatchers). */
 const MAX_CACHED_ROUTES = 4096;
@@ -60,7 +60,12 @@ interface AgentWithAddRequest {
   addRequest(req: ClientRequest, options: RequestSocketOptions): void;
 }
 interface RequestInternals {
-  /** Node's way to fail a request that never got a socket: what http.Agent does when a connect fails. */
+  /**
+   * Node's way to fail a request that never got a socket: what http.Agent does when a connect fails.
+   * Undocumented, but no public API fails a socketless request (`req.destroy(error)` emits nothing
+   * until a socket arrives). Fenced by the test "a request refused by the agent fails promptly" in
+   * test/integration/agents/http-agents.test.ts, which names this method when it goes.
+   */
   onSocket(socket: undefined, error: Error): void;
 }
 
@@ -162,13 +167,13 @@ abstract class RoutingAgent extends AgentBase {
   protected abstract prepareRequest(req: ClientRequest, route: RequestRoute): void;
 
   /** @internal Open a socket for the route of a new connection. */
-  protected abstract open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket>;
+  protected abstract open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Duplex>;
 
   /** @internal agent-base calls this when the pool needs a new socket. */
   override async connect(_req: ClientRequest, options: AgentConnectOpts): Promise<Duplex> {
     const { lifetime } = this.#context;
     if (this.#closed()) throw new EgressClosedError();
-    let socket: Socket;
+    let socket: Duplex;
     try {
       socket = await this.open(this.routeOf(options), options, lifetime);
     } catch (error) {
@@ -249,6 +254,9 @@ abstract class RoutingAgent extends AgentBase {
 
 /** The agent for `http://` URLs: direct TCP, or absolute-form requests forwarded by the proxy. */
 class EgressHttpAgent extends RoutingAgent {
+  /** Forwarded requests whose head has yet to go out, for the {@link ForwardingSocket}s of this agent. */
+  readonly #forwarded = new ForwardedRequests();
+
   constructor(context: AgentContext) {
     super(context, 'http');
   }
@@ -271,16 +279,17 @@ class EgressHttpAgent extends RoutingAgent {
   }
 
   protected override prepareRequest(req: ClientRequest, route: RequestRoute): void {
-    if (route.proxy !== null && !route.proxy.isSocks) forwardInAbsoluteForm(req, route.target, route.proxy);
+    if (route.proxy !== null && !route.proxy.isSocks) forwardInAbsoluteForm(req, route.target, route.proxy, this.#forwarded);
   }
 
-  protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Socket> {
+  protected override open(route: RequestRoute, options: AgentConnectOpts, signal: AbortSignal): Promise<Duplex> {
     const { proxy } = route;
     // Inside a SOCKS tunnel the origin gets origin-form requests, as on a direct connection (SPEC §9).
     if (proxy?.isSocks === true) return this.openSocks(route, proxy, false, undefined, signal);
     if (proxy !== null) {
-      // Proxy-Authorization goes on this socket's writes, never into the ClientRequest (forwarding.ts).
-      return openProxySocket(this.pools.proxyConnection(proxy), signal).then((socket) => carryProxyCredentials(socket, proxy));
+      // node:http writes to a ForwardingSocket, which puts each head in absolute form with
+      // Proxy-Authorization on its way to the proxy; the ClientRequest never holds either (forwarding.ts).
+      return openProxySocket(this.pools.proxyConnection(proxy), signal).then((socket) => new ForwardingSocket(socket, proxy, this.#forwarded));
     }
     return connectDirect(this.directAddress(route, options), undefined, this.connectTimeout, signal);
   }
@@ -456,8 +465,8 @@ function guardHeaderSetters(req: ClientRequest): void {
  *   → `ProxyConnectError`, TLS to the proxy → `ProxyTlsError`, unreachable → `ProxyUnreachableError`).
  *   Origin TLS is always verified (system CAs plus `ca`) against the request's `servername`, else the
  *   host of its `Host` header, else the host connected to.
- * - http: direct TCP, or absolute-form requests to the proxy with Proxy-Authorization, added to the
- *   head on the socket to the proxy and never held by the `ClientRequest` (so `util.inspect` of the
+ * - http: direct TCP, or absolute-form requests to the proxy with Proxy-Authorization, both put into
+ *   the head on its way to the proxy and never held by the `ClientRequest` (so `util.inspect` of the
  *   request, `res.req` or an error carrying them shows none); a 407 from the proxy fails the request
  *   with `ProxyAuthenticationError` instead of emitting `'response'`.
  * - Types with an IP blocklist (SPEC §8): an IP-literal origin is checked on every route, a host

@@ -1,6 +1,7 @@
 /**
- * Shutting down the kit's servers: every socket destroyed, and each awaited until it has closed, so
- * `close()` resolves only when no connection is left (tests then see exact descriptor counts).
+ * Starting and shutting down the kit's servers: listening on an exact port, and every socket
+ * destroyed and awaited until it has closed, so `close()` resolves only when no connection is left
+ * (tests then see exact descriptor counts).
  * @internal
  * @module
  */
@@ -33,4 +34,22 @@ export function closeServer(server: Server | undefined): Promise<void> {
       resolve();
     });
   });
+}
+
+/**
+ * Listen on `host`:`port` (0: ephemeral) exclusively and resolve with the port bound. A listen error
+ * (`EADDRINUSE`) rejects; later accept errors (EMFILE and the like) are swallowed so that they cannot
+ * crash the test process.
+ */
+export async function listenOn(server: Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', () => undefined);
+  const address = server.address();
+  return address !== null && typeof address === 'object' ? address.port : port;
 }

@@ -20,7 +20,7 @@ import {
   type CallPredicate,
   type FilterCallsOptions,
 } from './call-history.js';
-import { closeServer, destroySockets } from './sockets.js';
+import { closeServer, destroySockets, listenOn } from './sockets.js';
 import { plainHeaders } from './headers.js';
 import {
   checkLoopbackHost,
@@ -219,20 +219,7 @@ class TestOriginServer implements TestOrigin {
   }
 
   async #listen(port: number): Promise<void> {
-    const server = this.#server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.host, port, exclusive: true }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    // Accept errors (EMFILE and the like) must not crash the test process.
-    server.on('error', () => undefined);
-    const address = server.address();
-    if (address !== null && typeof address === 'object') {
-      this.#port = address.port;
-    }
+    this.#port = await listenOn(this.#server, this.host, port);
   }
 
   async #onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

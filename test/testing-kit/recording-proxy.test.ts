@@ -871,9 +871,11 @@ describe('createRecordingProxy: TLS proxy', () => {
         assert.equal(proxy.protocol, 'https:');
         assert.equal(proxy.url, `https://127.0.0.1:${proxy.port}`);
         assert.match(proxy.ca ?? '', /BEGIN CERTIFICATE/);
+        // undici 7 passes the proxy's host as TLS servername, and Node 26 refuses an IP address
+        // there (ERR_INVALID_ARG_VALUE); the kit's certificate also names localhost, so send that.
         const dispatcher = new ProxyAgent({
           uri: proxy.url,
-          proxyTls: { ca: proxy.ca ?? '' },
+          proxyTls: { ca: proxy.ca ?? '', servername: 'localhost' },
           requestTls: { ca: origin.ca ?? '' },
         });
         try {
@@ -886,7 +888,7 @@ describe('createRecordingProxy: TLS proxy', () => {
         assert.equal(proxy.lastCall()?.outcome, 'tunnelled');
         assert.equal(origin.lastCall()?.url, '/tls');
 
-        const untrusting = new ProxyAgent({ uri: proxy.url, requestTls: { ca: origin.ca ?? '' } });
+        const untrusting = new ProxyAgent({ uri: proxy.url, proxyTls: { servername: 'localhost' }, requestTls: { ca: origin.ca ?? '' } });
         try {
           await assert.rejects(request(`${origin.url}/`, { dispatcher: untrusting }), (error: Error) => {
             assert.match(String((error as NodeJS.ErrnoException).code), /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY/);

@@ -9,7 +9,7 @@
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { closeServer, destroySockets } from '../sockets.js';
+import { closeServer, destroySockets, listenOn } from '../sockets.js';
 import { resetSocket } from './faults.js';
 
 /** What a {@link SwitchableListener} asks its owner. */
@@ -116,19 +116,7 @@ export class SwitchableListener {
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       this.#accept(socket);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.host, port: this.#port, exclusive: true }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    // Accept errors (EMFILE and the like) must not crash the test process.
-    server.on('error', () => undefined);
-    const address = server.address();
-    if (address !== null && typeof address === 'object') {
-      this.#port = address.port;
-    }
+    this.#port = await listenOn(server, this.host, this.#port);
     if (this.#closing !== undefined) {
       server.close();
       return;

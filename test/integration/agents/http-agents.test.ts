@@ -310,6 +310,36 @@ describe('egress http.Agents', () => {
       }
     });
 
+    it("a forwarded request's socket behaves as one: req.setTimeout fires, remote address is the proxy's", async () => {
+      const slow = await createTestOrigin({
+        handler: async (_req, res) => {
+          await new Promise((resolve) => setTimeout(resolve, 1_000));
+          res.end('late');
+        },
+      });
+      try {
+        const local = egressWith({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, CANARY_PASSWORD) } });
+        let remotePort: number | undefined;
+        const started = Date.now();
+        const error = await failure(
+          new Promise((resolve, reject) => {
+            const req = http.request(at(slow, '/slow', local.httpAgent('push')), resolve);
+            req.on('socket', (socket) => {
+              setImmediate(() => (remotePort = socket.remotePort));
+            });
+            req.setTimeout(100, () => req.destroy(new Error('idle timeout')));
+            req.on('error', reject);
+            req.end();
+          }),
+        );
+        assert.equal(error.message, 'idle timeout');
+        assert.ok(Date.now() - started < 900, 'the idle timeout fired before the origin answered');
+        assert.equal(remotePort, proxy.port);
+      } finally {
+        await slow.close();
+      }
+    });
+
     it('fails a forwarded request on 407 with ProxyAuthenticationError, never a response', async () => {
       const local = egressWith({ env: { http_proxy: proxy.urlWithCredentials(CANARY_USER, 'wrong-password') } });
       let responded = false;
@@ -527,11 +557,15 @@ describe('egress http.Agents', () => {
           // Content-Length rather than chunked, so that the body is on the wire as it was written.
           const length = shape.body(lineOf(shape.method, path)).length;
           const { req, body } = await exchange(agent, path, shape, shape.method === 'POST' ? ['Content-Length', String(length)] : []);
+          // The ClientRequest keeps the head node:http rendered (origin form, no credentials); the
+          // ForwardingSocket rewrites its request line on the way out.
           const head = (req as unknown as { _header: string })._header;
-          const line = lineOf(shape.method, path);
-          assert.ok(head.startsWith(line), head);
+          const originLine = `${shape.method} ${path} HTTP/1.1\r\n`;
+          assert.ok(head.startsWith(originLine), head);
+          assert.equal(req.path, path);
           assert.ok(!head.includes(CANARY_BASIC));
-          expected.push(Buffer.from(`${line}Proxy-Authorization: Basic ${CANARY_BASIC}\r\n${head.slice(line.length)}`, 'latin1'), body);
+          const line = lineOf(shape.method, path);
+          expected.push(Buffer.from(`${line}Proxy-Authorization: Basic ${CANARY_BASIC}\r\n${head.slice(originLine.length)}`, 'latin1'), body);
         }
         assert.equal(connections, 1, 'one connection carried every request');
         assert.equal(Buffer.concat(raw).toString('latin1'), Buffer.concat(expected).toString('latin1'));
@@ -614,15 +648,14 @@ describe('egress http.Agents', () => {
       assert.equal(socket.destroyed, true);
     });
 
-    it('a proxy without credentials gets no Proxy-Authorization and the socket is left as it is', async () => {
+    it('a proxy without credentials gets no Proxy-Authorization, and the request still goes in absolute form', async () => {
       const open = await createRecordingProxy();
       try {
         const local = egressWith({ env: { http_proxy: open.url } });
-        let socket: net.Socket | undefined;
-        const reply = await send(http, at(httpOrigin, '/open', local.agent('push')), (req) => req.on('socket', (s) => (socket = s)));
+        const reply = await send(http, { ...at(httpOrigin, '/open', local.httpAgent('push')), headers: ['Host', 'x', 'Expect', '100-continue'] });
         assert.equal(reply.status, 200);
         assert.equal(open.lastCall()?.headers['proxy-authorization'], undefined);
-        assert.equal(Object.hasOwn(socket!, '_write'), false);
+        assert.equal(open.lastCall()?.target, `http://127.0.0.1:${String(httpOrigin.port)}/open`);
       } finally {
         await open.close();
       }
@@ -745,6 +778,20 @@ describe('egress http.Agents', () => {
         });
       }
     }
+
+    it('a request refused by the agent fails promptly (fence: node:http ClientRequest.prototype.onSocket)', async () => {
+      // The agents fail a request they refuse with ClientRequest's undocumented onSocket(undefined,
+      // error), as node:http's own Agent does; if a Node release drops it, say so instead of hanging.
+      assert.equal(
+        typeof (http.ClientRequest.prototype as unknown as { onSocket?: unknown }).onSocket,
+        'function',
+        'node:http no longer has ClientRequest.prototype.onSocket: src/agents/http-agents.ts needs another way to fail a refused request',
+      );
+      const refused = send(http, { ...at(httpOrigin, '/', egress.httpAgent('appservice')), headers: { 'Proxy-Authorization': 'Basic c3RvbGVu' } });
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => { reject(new Error('a refused request did not fail within 2 s')); }, 2_000).unref());
+      const error = await failure(Promise.race([refused, timeout]));
+      assert.ok(error instanceof ForbiddenHeaderError, String(error));
+    });
 
     it('is refused when set after the request was created', () => {
       const req = http.request(at(httpOrigin, '/', egress.agent('appservice')));
