@@ -138,6 +138,30 @@ function socks5Scheme(proxyUrl: string): string {
   return proxyUrl.replace(/^socks5h:/, 'socks5:');
 }
 
+/** matrix-egress's dispatcher with undici `request`; the proxy (HTTP or SOCKS) comes from `proxyUrl`. */
+const createEgressRequest: ClientSpec['create'] = async ({ ca, proxyUrl }) => {
+  const [{ createEgress }, { request }] = await Promise.all([import('../src/index.js'), import('undici')]);
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  const dispatcher = egress.dispatcher('push');
+  return { get: (url) => undiciGet(request, url, dispatcher), close: () => egress.close() };
+};
+
+/** matrix-egress's `fetch`. */
+const createEgressFetch: ClientSpec['create'] = async ({ ca, proxyUrl }) => {
+  const { createEgress } = await import('../src/index.js');
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  return { get: async (url) => readResponse(await egress.fetch('push', url)), close: () => egress.close() };
+};
+
+/** matrix-egress's `http.Agent` / `https.Agent` with `http.get` / `https.get`. */
+const createEgressAgent: ClientSpec['create'] = async ({ ca, proxyUrl, scheme }) => {
+  const { createEgress } = await import('../src/index.js');
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  const agent = scheme === 'https' ? egress.httpsAgent('push') : egress.agent('push');
+  const get = await nodeGetFor(scheme);
+  return { get: (url) => nodeGet(get, url, agent), close: () => egress.close() };
+};
+
 /** Every client, by name. */
 export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
   'direct-undici': {
@@ -181,36 +205,21 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
     label: 'matrix-egress dispatcher + undici request',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const [{ createEgress }, { request }] = await Promise.all([import('../src/index.js'), import('undici')]);
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const dispatcher = egress.dispatcher('push');
-      return { get: (url) => undiciGet(request, url, dispatcher), close: () => egress.close() };
-    },
+    create: createEgressRequest,
   },
   'egress-fetch': {
     name: 'egress-fetch',
     label: 'matrix-egress fetch',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      return { get: async (url) => readResponse(await egress.fetch('push', url)), close: () => egress.close() };
-    },
+    create: createEgressFetch,
   },
   'egress-agent': {
     name: 'egress-agent',
     label: 'matrix-egress http.Agent (https.get / http.get)',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl, scheme }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const agent = scheme === 'https' ? egress.httpsAgent('push') : egress.agent('push');
-      const get = await nodeGetFor(scheme);
-      return { get: (url) => nodeGet(get, url, agent), close: () => egress.close() };
-    },
+    create: createEgressAgent,
   },
   'undici-proxyagent': {
     name: 'undici-proxyagent',
@@ -287,12 +296,7 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
     proxied: true,
     via: 'socks',
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const [{ createEgress }, { request }] = await Promise.all([import('../src/index.js'), import('undici')]);
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const dispatcher = egress.dispatcher('push');
-      return { get: (url) => undiciGet(request, url, dispatcher), close: () => egress.close() };
-    },
+    create: createEgressRequest,
   },
   'egress-socks-fetch': {
     name: 'egress-socks-fetch',
@@ -300,11 +304,7 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
     proxied: true,
     via: 'socks',
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      return { get: async (url) => readResponse(await egress.fetch('push', url)), close: () => egress.close() };
-    },
+    create: createEgressFetch,
   },
   'egress-socks-agent': {
     name: 'egress-socks-agent',
@@ -312,13 +312,7 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
     proxied: true,
     via: 'socks',
     schemes: BOTH,
-    async create({ ca, proxyUrl, scheme }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const agent = scheme === 'https' ? egress.httpsAgent('push') : egress.agent('push');
-      const get = await nodeGetFor(scheme);
-      return { get: (url) => nodeGet(get, url, agent), close: () => egress.close() };
-    },
+    create: createEgressAgent,
   },
   'undici-socks5': {
     name: 'undici-socks5',

@@ -247,6 +247,20 @@ function evaluateTargets(summaries: readonly Summary[], decision: DecisionResult
   return lines;
 }
 
+/** The date, machine and versions lines that open a report. */
+function runLines(environment: Environment): string[] {
+  const versions = Object.entries(environment.versions)
+    .map(([name, version]) => `${name} ${version}`)
+    .join(', ');
+  return [
+    `- Date: ${environment.date}; ${String(environment.rounds)} interleaved round(s)` +
+      (environment.rounds < environment.roundsPlanned ? ` of ${String(environment.roundsPlanned)} planned (time budget)` : '') +
+      `; ${formatNumber(environment.elapsedSeconds)} s in all.`,
+    `- Machine: ${environment.cpuModel}, ${String(environment.cores)} cores, ${formatNumber(environment.memoryGiB)} GiB RAM, ${environment.platform}.`,
+    `- Node ${environment.node}; ${versions}; ${environment.squid}.`,
+  ];
+}
+
 /** The whole report as markdown. */
 export function renderReport(
   environment: Environment,
@@ -262,17 +276,10 @@ export function renderReport(
   );
   const others = records.map(otherLoadCores).filter(Number.isFinite);
   const [, othersMax] = range(others);
-  const versions = Object.entries(environment.versions)
-    .map(([name, version]) => `${name} ${version}`)
-    .join(', ');
   const parts = [
     '# matrix-egress benchmark results',
     '',
-    `- Date: ${environment.date}; ${String(environment.rounds)} interleaved round(s)` +
-      (environment.rounds < environment.roundsPlanned ? ` of ${String(environment.roundsPlanned)} planned (time budget)` : '') +
-      `; ${formatNumber(environment.elapsedSeconds)} s in all.`,
-    `- Machine: ${environment.cpuModel}, ${String(environment.cores)} cores, ${formatNumber(environment.memoryGiB)} GiB RAM, ${environment.platform}.`,
-    `- Node ${environment.node}; ${versions}; ${environment.squid}.`,
+    ...runLines(environment),
     '- Origins, Squid and clients all on loopback on this machine, so they share its cores.',
     '- Each cell is the median over rounds; every client runs each workload in its own process (peak RSS is that process\'s `maxRSS`).',
     '- "proxy conns" = TCP connections the client opened to Squid (counted in the client); "CONNECTs" = CONNECT lines in Squid\'s access log; both include the warm-up.',
@@ -328,9 +335,6 @@ const SOCKS_CLIENTS = CLIENT_NAMES.filter((name) => CLIENTS[name].via === 'socks
 export function renderSocksReport(environment: Environment, records: readonly JobRecord[]): string {
   const summaries = summarize(records);
   const workloads = WORKLOAD_NAMES.filter((w) => summaries.some((s) => s.workload === w));
-  const versions = Object.entries(environment.versions)
-    .map(([name, version]) => `${name} ${version}`)
-    .join(', ');
   const others = records.map(otherLoadCores).filter(Number.isFinite);
   const [, othersMax] = range(others);
   const tunnelLines = workloads.flatMap((workload) =>
@@ -344,11 +348,7 @@ export function renderSocksReport(environment: Environment, records: readonly Jo
   return [
     '# matrix-egress SOCKS5 benchmark results',
     '',
-    `- Date: ${environment.date}; ${String(environment.rounds)} interleaved round(s)` +
-      (environment.rounds < environment.roundsPlanned ? ` of ${String(environment.roundsPlanned)} planned (time budget)` : '') +
-      `; ${formatNumber(environment.elapsedSeconds)} s in all.`,
-    `- Machine: ${environment.cpuModel}, ${String(environment.cores)} cores, ${formatNumber(environment.memoryGiB)} GiB RAM, ${environment.platform}.`,
-    `- Node ${environment.node}; ${versions}; ${environment.squid}.`,
+    ...runLines(environment),
     '- Origins, Dante (no authentication, names resolved from its own hosts file) and clients all on loopback on this machine, so they share its cores.',
     '- Each cell is the median over rounds; every client runs each workload in its own process. Every SOCKS client sends the name (socks5h), as a Tor route would.',
     '- "proxy conns" = TCP connections the client opened to Dante (counted in the client); "SOCKS tunnels" = `pass … tcp/connect [` lines in Dante\'s log; both include the warm-up.',
