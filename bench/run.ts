@@ -315,8 +315,9 @@ async function main(): Promise<void> {
   });
   const roundsPlanned = Math.max(1, Math.min(20, Number(values.rounds) || 3));
   const socksMode = values.socks;
-  // Without --clients: the HTTP-proxy clients, or with --socks the direct reference and the SOCKS clients.
-  const defaultClients = CLIENT_NAMES.filter((c) => (socksMode ? CLIENTS[c].via === 'socks' || c === 'direct-undici' : CLIENTS[c].via === undefined));
+  // Without --clients: the HTTP-proxy clients, or with --socks the direct references and the SOCKS clients.
+  const directReferences: readonly ClientName[] = ['direct-undici', 'direct-undici-fetch', 'direct-node'];
+  const defaultClients = CLIENT_NAMES.filter((c) => (socksMode ? CLIENTS[c].via === 'socks' || directReferences.includes(c) : CLIENTS[c].via === undefined));
   const clients = values.clients === undefined ? defaultClients : parseList(values.clients, CLIENT_NAMES, 'client');
   const needsSquid = clients.some((c) => CLIENTS[c].proxied && CLIENTS[c].via === undefined) || !socksMode;
   const needsDante = clients.some((c) => CLIENTS[c].via === 'socks') || socksMode;
