@@ -6,6 +6,7 @@
 import { CLIENTS, CLIENT_NAMES, type ClientName } from './clients.js';
 import { decisionTable, LIST_SIZES, type DecisionResults } from './decision.js';
 import { overheadTable, type OverheadFigure } from './overhead.js';
+import { microTable, observabilityTable, type MicroFigure, type ObservabilityFigure } from './observability.js';
 import { formatNumber, formatRatio, median, range } from './stats.js';
 import type { WorkerResult } from './worker.js';
 import { WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.js';
@@ -267,6 +268,7 @@ export function renderReport(
   records: readonly JobRecord[],
   decision: DecisionResults | undefined,
   overhead: readonly OverheadFigure[] | undefined,
+  observability?: { readonly micro: readonly MicroFigure[]; readonly figures: readonly ObservabilityFigure[] },
 ): string {
   const summaries = summarize(records);
   const workloads = WORKLOAD_NAMES.filter((w) => summaries.some((s) => s.workload === w));
@@ -319,6 +321,20 @@ export function renderReport(
       'Sequential GETs of the small body to a loopback origin in another process; matrix-egress routes them direct (no proxy configured), through its routing dispatcher, decision cache, SSRF check and lean pool.',
       '',
       overheadTable(overhead),
+      '',
+    );
+  }
+  if (observability !== undefined) {
+    parts.push(
+      '## Observability overhead (issue 16): CPU of the client process',
+      '',
+      'In process, a routing dispatcher whose child answers at once (nothing but our code runs):',
+      '',
+      microTable(observability.micro),
+      '',
+      'End to end, sequential GETs routed direct to a loopback origin in another process; Δ is the median over rounds of each variant against the baseline batch of the same round:',
+      '',
+      observabilityTable(observability.figures),
       '',
     );
   }

@@ -1,13 +1,13 @@
 /**
  * `npm run bench`: start an HTTPS and an HTTP origin and a real Squid on loopback, run every client on
  * every workload in its own process, interleaved (round 1: A B C…, round 2: B C… A, …), then the
- * no_proxy decision micro-benchmark and the dispatch-overhead pairs, and write
+ * no_proxy decision micro-benchmark, the dispatch-overhead pairs and the observability overhead, and write
  * bench/results/latest.md (and .json).
  *
  * Options: --rounds N (default 3), --clients a,b, --workloads w1,w2, --time-cap MS (per workload
  * run, default 60000), --budget S (stop starting rounds after S seconds, default 480),
- * --no-decision, --no-overhead, --cpu-prof (workers write V8 CPU profiles to bench/results/profiles/),
- * --socks (SOCKS5 through a real Dante instead: the direct reference and the SOCKS clients, written to
+ * --no-decision, --no-overhead, --no-observability, --cpu-prof (workers write V8 CPU profiles to bench/results/profiles/),
+ * --socks (SOCKS5 through a real Dante instead: the direct references and the SOCKS clients, written to
  * bench/results/socks-latest.md).
  * @module
  */
@@ -24,6 +24,7 @@ import { CLIENTS, CLIENT_NAMES, type ClientName } from './clients.js';
 import type { DecisionResults } from './decision.js';
 import { startOrigins, type BenchOrigins } from './origin.js';
 import type { OverheadFigure } from './overhead.js';
+import type { MicroFigure, ObservabilityFigure } from './observability.js';
 import { renderReport, renderSocksReport, type Environment, type JobRecord } from './report.js';
 import type { WorkerJob, WorkerMessage, WorkerResult } from './worker.js';
 import { DEFAULT_TIME_CAP_MS, WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.js';
@@ -310,6 +311,7 @@ async function main(): Promise<void> {
       'no-decision': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'no-overhead': { type: 'boolean', default: false },
+      'no-observability': { type: 'boolean', default: false },
       socks: { type: 'boolean', default: false },
     },
   });
@@ -385,6 +387,11 @@ async function main(): Promise<void> {
     console.log('== dispatch overhead (no proxy) ==');
     overhead = await runJsonChild<OverheadFigure[]>('overhead.js', 120_000);
   }
+  let observability: { micro: MicroFigure[]; figures: ObservabilityFigure[] } | undefined;
+  if (!values['no-observability'] && !socksMode) {
+    console.log('== observability overhead (no proxy) ==');
+    observability = await runJsonChild<{ micro: MicroFigure[]; figures: ObservabilityFigure[] }>('observability.js', 180_000);
+  }
 
   const environment: Environment = {
     date: new Date().toISOString(),
@@ -407,11 +414,11 @@ async function main(): Promise<void> {
       `Load average at the start: ${loadAtStart}; at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}. Free memory at the end: ${(freemem() / 1024 ** 3).toFixed(1)} GiB.`,
     ],
   };
-  const markdown = socksMode ? renderSocksReport(environment, records) : renderReport(environment, records, decision, overhead);
+  const markdown = socksMode ? renderSocksReport(environment, records) : renderReport(environment, records, decision, overhead, observability);
   const base = socksMode ? 'socks-latest' : 'latest';
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(join(resultsDir, `${base}.md`), markdown);
-  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify({ environment, records, decision, overhead }, null, 1)}\n`);
+  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify({ environment, records, decision, overhead, observability }, null, 1)}\n`);
   console.log(`\n${markdown}`);
   console.log(`Written to ${join(resultsDir, `${base}.md`)}`);
 }

@@ -9,14 +9,16 @@ import { fetch as undiciFetch, type Dispatcher, type RequestInfo, type RequestIn
 import { compileEgressConfig, type EgressConfig, type EgressOptions } from './config/compile.js';
 import { EgressClosedError } from './errors.js';
 import { targetFromUrl } from './match/target.js';
-import { routingProfile, type ConnectionType, type ConnectionTypePolicy } from './policy/connection-types.js';
+import type { ConnectionType, ConnectionTypePolicy } from './policy/connection-types.js';
 import { decideRoute, policyOf, route, type RouteDecision } from './policy/route.js';
 import { ConnectionPools } from './dispatch/pools.js';
-import { RoutingDispatcher, type ChildSelector } from './dispatch/routing-dispatcher.js';
+import { RoutingDispatcher, type ChildSelector, type RoutedChild } from './dispatch/routing-dispatcher.js';
 import { ruleOriginTls, tlsSettingsFor, type TlsSettings } from './dispatch/tls.js';
 import { ConnectToDispatcher, type ConnectTarget } from './fetch/connect-to.js';
 import { HttpAgents } from './agents/http-agents.js';
 import { assertHostAllowed } from './ssrf/connect.js';
+import { attachObserver, EgressObserver } from './observability/observer.js';
+import type { EgressStats } from './observability/stats.js';
 
 /** `fetch` options: undici's, less `dispatcher` (the connection type chooses it), plus `connectTo`. */
 export interface EgressRequestInit extends Omit<RequestInit, 'dispatcher'> {
@@ -51,6 +53,8 @@ export interface Egress {
   httpsAgent(type: ConnectionType): HttpsAgent;
   /** The route a request of `type` to `url` would take, and why. */
   route(type: ConnectionType, url: string | URL): RouteDecision;
+  /** A snapshot of the counters per connection type and route, tunnels and pooled connections (docs/guides/observability.md). */
+  stats(): EgressStats;
   /** Stop taking requests, let running ones finish, and close every pooled connection. Idempotent. */
   close(): Promise<void>;
   /** Abort running requests and close every connection now. Idempotent. */
@@ -68,24 +72,29 @@ class EgressImpl implements Egress, ChildSelector {
   readonly #rulePools = new Map<number, ConnectionPools>();
   readonly #agents: HttpAgents;
   readonly #dispatchers = new Map<string, RoutingDispatcher>();
-  readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, Dispatcher>>();
+  readonly #decisions = new WeakMap<ConnectionTypePolicy, Map<string, RoutedChild>>();
+  readonly #observer: EgressObserver | undefined;
   #ending: Promise<void> | undefined;
 
-  constructor(config: EgressConfig) {
+  constructor(config: EgressConfig, observer?: EgressObserver) {
     this.config = config;
+    this.#observer = observer;
+    if (observer !== undefined) attachObserver(this, observer);
     this.#tls = tlsSettingsFor(config);
-    this.#pools = new ConnectionPools(config, this.#tls);
+    this.#pools = new ConnectionPools(config, this.#tls, observer);
     for (const rule of config.proxyRules) {
-      if (rule.ca !== undefined) this.#rulePools.set(rule.index, new ConnectionPools(config, { proxy: this.#tls.proxy, origin: ruleOriginTls(config, rule.ca) }));
+      if (rule.ca !== undefined) {
+        this.#rulePools.set(rule.index, new ConnectionPools(config, { proxy: this.#tls.proxy, origin: ruleOriginTls(config, rule.ca) }, observer));
+      }
     }
-    this.#agents = new HttpAgents(config, this.#tls, this.#pools, this.#rulePools);
+    this.#agents = new HttpAgents(config, this.#tls, this.#pools, observer, this.#rulePools);
   }
 
   get closed(): boolean {
     return this.#ending !== undefined;
   }
 
-  childFor(policy: ConnectionTypePolicy, origin: string | URL | undefined): Dispatcher {
+  childFor(policy: ConnectionTypePolicy, origin: string | URL | undefined): RoutedChild {
     const key = String(origin);
     let byOrigin = this.#decisions.get(policy);
     const cached = byOrigin?.get(key);
@@ -106,21 +115,21 @@ class EgressImpl implements Egress, ChildSelector {
           : target.scheme === 'https'
             ? pools.tunnel(decision.proxy)
             : pools.forwarder(decision.proxy);
-    if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, Dispatcher>()));
+    if (byOrigin === undefined) this.#decisions.set(policy, (byOrigin = new Map<string, RoutedChild>()));
     if (byOrigin.size >= MAX_CACHED_ORIGINS) byOrigin.clear();
-    byOrigin.set(key, child);
-    return child;
+    const routed: RoutedChild = { dispatcher: child, decision, target };
+    byOrigin.set(key, routed);
+    return routed;
   }
 
   dispatcher(type: ConnectionType): Dispatcher {
     if (this.closed) throw new EgressClosedError();
     const policy = policyOf(this.config, type);
-    // Types whose routing is identical share one dispatcher.
-    const profile = routingProfile(policy);
-    let dispatcher = this.#dispatchers.get(profile);
+    // One dispatcher per type, so requests are counted per type; the pools behind them are shared.
+    let dispatcher = this.#dispatchers.get(policy.name);
     if (dispatcher === undefined) {
-      dispatcher = new RoutingDispatcher(policy, this);
-      this.#dispatchers.set(profile, dispatcher);
+      dispatcher = new RoutingDispatcher(policy, this, this.#observer);
+      this.#dispatchers.set(policy.name, dispatcher);
     }
     return dispatcher;
   }
@@ -158,6 +167,12 @@ class EgressImpl implements Egress, ChildSelector {
     return route(this.config, type, url);
   }
 
+  stats(): EgressStats {
+    const counts = [this.#pools, ...this.#rulePools.values()].map((pools) => pools.connectionCounts());
+    const total = counts.reduce((sum, c) => ({ proxy: sum.proxy + c.proxy, direct: sum.direct + c.direct }), { proxy: 0, direct: 0 });
+    return this.#observer?.stats(total) ?? new EgressObserver([]).stats({ proxy: 0, direct: 0 });
+  }
+
   close(): Promise<void> {
     this.#ending ??= Promise.all([this.#pools.close(), ...[...this.#rulePools.values()].map((pools) => pools.close()), this.#agents.close()]).then(() => undefined);
     return this.#ending;
@@ -180,5 +195,14 @@ class EgressImpl implements Egress, ChildSelector {
  * @throws {@link ProxyConfigError} for any invalid variable or option: misconfiguration fails closed.
  */
 export function createEgress(options: EgressOptions = {}): Egress {
+  const config = compileEgressConfig(options);
+  return new EgressImpl(config, new EgressObserver(config.connectionTypes.keys()));
+}
+
+/**
+ * @internal An egress that counts and publishes nothing: the baseline of bench/observability.ts,
+ * which measures what observation costs. Not exported from the package entry.
+ */
+export function createUnobservedEgress(options: EgressOptions = {}): Egress {
   return new EgressImpl(compileEgressConfig(options));
 }

@@ -250,10 +250,13 @@ export class BlockedDestinationError extends EgressError {
   declare readonly code: 'ERR_EGRESS_BLOCKED_DESTINATION';
   readonly host: string;
   readonly address: string;
-  constructor(host: string, address: string) {
+  /** The `ipBlocklist` entry that matched, as written; `null` when unknown or the answer was not an IP address. */
+  readonly rule: string | null;
+  constructor(host: string, address: string, rule: string | null = null) {
     super('ERR_EGRESS_BLOCKED_DESTINATION', `Refusing to connect to ${host} (${address}): the address is blocklisted`);
     this.host = host;
     this.address = address;
+    this.rule = rule;
   }
 }
 

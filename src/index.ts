@@ -44,3 +44,15 @@ export {
 export { SOCKS5_REPLY_NAMES } from './errors.js';
 export type { EgressErrorByCode, EgressErrorCode, ProxyTlsReason } from './errors.js';
 export { redactUrl } from './redact.js';
+export { EGRESS_CHANNELS } from './observability/channels.js';
+export type {
+  BlockedEvent,
+  EgressApi,
+  RequestFinishEvent,
+  RequestOutcome,
+  RouteEvent,
+  TunnelCloseEvent,
+  TunnelErrorEvent,
+  TunnelOpenEvent,
+} from './observability/channels.js';
+export type { ConnectionTypeStats, EgressStats, RouteStats, TunnelStats } from './observability/stats.js';

@@ -1,6 +1,6 @@
 /**
  * `http.Agent`s for node:http users (axios, got, matrix-bot-sdk-style request functions): one
- * keep-alive agent per routing profile and scheme, choosing proxy or direct for every request from
+ * keep-alive agent per connection type and scheme, choosing proxy or direct for every request from
  * the connection type's policy and `no_proxy`, matched on the host and port actually connected to.
  *
  * Built on agent-base's `Agent`, whose `connect()` may return a Promise of a socket and which keeps
@@ -37,8 +37,9 @@ import { EgressClosedError, HeadersTimeoutError, ForbiddenHeaderError, InvalidUr
 import { targetFromHostPort, type Target } from '../match/target.js';
 import { assertHostAllowed } from '../ssrf/connect.js';
 import { directLookup } from '../dispatch/direct-lookup.js';
-import { routingProfile, type ConnectionTypePolicy } from '../policy/connection-types.js';
-import { decideRoute } from '../policy/route.js';
+import type { ConnectionTypePolicy } from '../policy/connection-types.js';
+import { decideRoute, type RouteDecision } from '../policy/route.js';
+import type { EgressObserver } from '../observability/observer.js';
 import { ForwardedRequests, ForwardingSocket, forwardInAbsoluteForm } from './forwarding.js';
 
 /** Most distinct host:port routes an agent remembers before it starts over (as egress.ts does for dispatchers). */
@@ -80,6 +81,8 @@ interface AgentContext {
   readonly pools: ConnectionPools;
   /** Aborted when the egress closes: in-flight connects stop, new requests fail with {@link EgressClosedError}. */
   readonly lifetime: AbortSignal;
+  /** Counts and publishes requests and connections (src/observability). */
+  readonly observer: EgressObserver | undefined;
   /** Pools of the `proxyRules` entries with their own origin `ca`, by rule index. */
   readonly rulePools?: ReadonlyMap<number, ConnectionPools> | undefined;
 }
@@ -93,6 +96,8 @@ interface RequestRoute {
   readonly socketPath: string | undefined;
   /** The origin TLS of the `proxyRules` entry that chose this route, when it has its own `ca`. */
   readonly originTls?: HopTls | undefined;
+  /** Why: the policy's decision; `undefined` for a `socketPath` request. */
+  readonly decision?: RouteDecision;
 }
 
 /** The shared half of both agents: per-request routing, header refusal, close, redacted inspect. */
@@ -131,9 +136,10 @@ abstract class RoutingAgent extends AgentBase {
     let route = this.#routes.get(key);
     if (route === undefined) {
       const target = targetFromHostPort(this.#scheme, host, port);
-      const { proxy, rule } = decideRoute(this.#context.config, this.#context.policy.name, target);
+      const decision = decideRoute(this.#context.config, this.#context.policy.name, target);
+      const { rule } = decision;
       const originTls = rule === null ? undefined : this.#context.rulePools?.get(rule.index)?.originTls;
-      route = { target, proxy, socketPath: undefined, ...(originTls !== undefined && { originTls }) };
+      route = { target, proxy: decision.proxy, socketPath: undefined, decision, ...(originTls !== undefined && { originTls }) };
       if (this.#routes.size >= MAX_CACHED_ROUTES) this.#routes.clear();
       this.#routes.set(key, route);
     }
@@ -145,10 +151,16 @@ abstract class RoutingAgent extends AgentBase {
    * the one place to refuse and rewrite requests.
    */
   addRequest(req: ClientRequest, options: RequestSocketOptions): void {
+    const { observer } = this.#context;
+    const observed = observer?.observeRequest(req, this.#context.policy.name);
     try {
       if (this.#closed()) throw new EgressClosedError();
       refuseProxyAuthorization(req, options);
       const route = this.routeOf(options);
+      if (observed !== undefined) {
+        observed.route = route.proxy === null ? 'direct' : 'proxy';
+        if (route.decision !== undefined) observer?.routeDecided('agent', route.decision, route.target);
+      }
       // SPEC §8, as for the dispatchers: an IP-literal origin is checked whatever the route, before a
       // byte goes anywhere; a host name is checked on the addresses it resolves to (direct routes only).
       const { policy, config } = this.#context;
@@ -175,7 +187,9 @@ abstract class RoutingAgent extends AgentBase {
     if (this.#closed()) throw new EgressClosedError();
     let socket: Duplex;
     try {
-      socket = await this.open(this.routeOf(options), options, lifetime);
+      const route = this.routeOf(options);
+      socket = await this.open(route, options, lifetime);
+      this.#context.observer?.trackConnection(route.proxy === null ? 'direct' : 'proxy', socket);
     } catch (error) {
       throw this.#closed() ? new EgressClosedError() : error;
     }
@@ -456,9 +470,10 @@ function guardHeaderSetters(req: ClientRequest): void {
 }
 
 /**
- * The `http.Agent`s of one egress: per routing profile one agent for `http://` URLs and one for
- * `https://` URLs, created on first use, keep-alive, shared by every connection type with that
- * profile, and routing each request by its own host and port.
+ * The `http.Agent`s of one egress: per connection type one agent for `http://` URLs and one for
+ * `https://` URLs, created on first use, keep-alive, and routing each request by its own host and
+ * port. One agent per type (not per routing profile) so that every request is counted under its
+ * type (docs/guides/observability.md).
  *
  * - https: direct TLS to the origin, or TLS to the origin inside a CONNECT tunnel opened by our own
  *   connector (Proxy-Authorization on CONNECT only; 407 → `ProxyAuthenticationError`, other non-2xx
@@ -485,13 +500,15 @@ export class HttpAgents {
   readonly #https = new Map<string, EgressHttpsAgent>();
   #closing: Promise<void> | undefined;
 
+  readonly #observer: EgressObserver | undefined;
   readonly #rulePools: ReadonlyMap<number, ConnectionPools> | undefined;
 
   /** @internal Built by `createEgress`. */
-  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools, rulePools?: ReadonlyMap<number, ConnectionPools>) {
+  constructor(config: EgressConfig, tls: TlsSettings, pools: ConnectionPools, observer?: EgressObserver, rulePools?: ReadonlyMap<number, ConnectionPools>) {
     this.#config = config;
     this.#tls = tls;
     this.#pools = pools;
+    this.#observer = observer;
     this.#rulePools = rulePools;
     // Every in-flight connect listens on this one signal.
     setMaxListeners(0, this.#lifetime.signal);
@@ -518,10 +535,19 @@ export class HttpAgents {
 
   #agent<A extends RoutingAgent>(cache: Map<string, A>, policy: ConnectionTypePolicy, create: (context: AgentContext) => A): A {
     if (this.#closing !== undefined) throw new EgressClosedError();
-    const key = routingProfile(policy);
+    // One agent per type, so requests are counted per type (one per routing profile before observability, #16).
+    const key = policy.name;
     let agent = cache.get(key);
     if (agent === undefined) {
-      agent = create({ config: this.#config, policy, tls: this.#tls, pools: this.#pools, lifetime: this.#lifetime.signal, rulePools: this.#rulePools });
+      agent = create({
+        config: this.#config,
+        policy,
+        tls: this.#tls,
+        pools: this.#pools,
+        lifetime: this.#lifetime.signal,
+        observer: this.#observer,
+        rulePools: this.#rulePools,
+      });
       cache.set(key, agent);
     }
     return agent;

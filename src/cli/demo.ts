@@ -8,6 +8,7 @@
  * @module
  */
 import { createEgress, type Egress } from '../egress.js';
+import type { EgressStats } from '../observability/stats.js';
 import type { EnvRecord } from '../config/env.js';
 import { DIRECT_CONNECTION_TYPES, PROXIED_CONNECTION_TYPES, type BuiltInConnectionType } from '../policy/connection-types.js';
 // The demo is the test kit's showcase and loads only for `matrix-egress demo` (commands load lazily);
@@ -116,6 +117,8 @@ export interface DemoLiveJson {
   readonly results: readonly DemoResult[];
   /** What went wrong, one message per problem (assertion messages of the test kit; no credentials). */
   readonly problems: readonly string[];
+  /** `egress.stats()` after the run: the counters a homeserver would export (no credential, host or path). */
+  readonly stats: EgressStats;
 }
 
 /** The `--json` document when proxy variables are set. */
@@ -204,11 +207,12 @@ async function live(io: CliIo, json: boolean): Promise<number> {
     await stage.egress.close();
     const problems = verify(stage, results);
     const ok = problems.length === 0;
+    const stats = stage.egress.stats();
     if (json) {
-      const document: DemoLiveJson = { mode: 'live', trafficSent: true, proxy: stage.proxy.url, ok, results, problems };
+      const document: DemoLiveJson = { mode: 'live', trafficSent: true, proxy: stage.proxy.url, ok, results, problems, stats };
       io.stdout.write(`${JSON.stringify(document)}\n`);
     } else {
-      io.stdout.write(describeLive(stage, results, problems));
+      io.stdout.write(describeLive(stage, results, problems) + describeStats(stats));
     }
     return ok ? EXIT.ok : EXIT.internal;
   } finally {
@@ -345,4 +349,32 @@ function describeLive(stage: Stage, results: readonly DemoResult[], problems: re
         'received Proxy-Authorization. Everything is closed; nothing left this machine.\n'
       : `\n${String(problems.length)} problem(s):\n${problems.map((problem) => `- ${problem.split('\n').join('\n  ')}`).join('\n')}\n`;
   return intro + table + outro;
+}
+
+/** `3 × 2xx, 1 × error` */
+function countsText(counts: Readonly<Record<string, number | undefined>>): string {
+  const parts = Object.entries(counts)
+    .filter((entry): entry is [string, number] => entry[1] !== undefined && entry[1] > 0)
+    .map(([name, count]) => `${String(count)} × ${name}`);
+  return parts.length === 0 ? 'none' : parts.join(', ');
+}
+
+/** What `egress.stats()` counted during the run: totals per route, tunnels and pooled connections. */
+function describeStats(stats: EgressStats): string {
+  const lines: string[] = [];
+  for (const route of ['proxy', 'direct', 'none'] as const) {
+    const outcomes: Record<string, number> = {};
+    let requests = 0;
+    for (const byRoute of Object.values(stats.types)) {
+      requests += byRoute[route].requests;
+      for (const [outcome, count] of Object.entries(byRoute[route].outcomes)) outcomes[outcome] = (outcomes[outcome] ?? 0) + count;
+    }
+    if (requests > 0 || route !== 'none') lines.push(`  route ${route.padEnd(7)} ${String(requests)} requests (${countsText(outcomes)})`);
+  }
+  const { tunnels } = stats;
+  lines.push(`  tunnels       ${String(tunnels.opened)} opened, ${String(tunnels.closed)} closed, ${String(tunnels.open)} open, ${String(tunnels.failed)} failed`);
+  return (
+    '\nWhat egress.stats() counted (per type in --json; matrix-egress/prometheus exports the same counters):\n' +
+    `${lines.join('\n')}\n`
+  );
 }

@@ -123,6 +123,11 @@ export class ForwardingDispatcher extends PromiseDispatcher {
   }
 
 
+  /** Connections to the proxy in the pool (for `egress.stats()`). */
+  get connections(): number {
+    return this.#pool.connections;
+  }
+
   protected override closeNow(): Promise<void> {
     return this.#pool.close();
   }

@@ -4,7 +4,7 @@
  * type, released together.
  * @module
  */
-import type { LookupFunction } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { LeanAgent } from './lean-pool.js';
@@ -16,7 +16,8 @@ import { openTunnel, type ProxyConnection } from './tunnel.js';
 import { TlsSessionCache } from './session-cache.js';
 import { createCheckedConnector } from '../ssrf/connect.js';
 import { directLookup } from './direct-lookup.js';
-import { openSocksTunnel } from './socks.js';
+import { openSocksTunnel, type SocksTunnelTarget } from './socks.js';
+import type { EgressObserver } from '../observability/observer.js';
 
 /** The children a routing dispatcher chooses between. */
 export class ConnectionPools {
@@ -26,13 +27,16 @@ export class ConnectionPools {
   #checkedDirect: LeanAgent | undefined;
   readonly #tunnels = new Map<ProxyEndpoint, LeanAgent>();
   readonly #forwarders = new Map<ProxyEndpoint, ForwardingDispatcher>();
-  /** SOCKS5 tunnel agents per proxy, and per resolver kind (`checked` or not) for `socks5:`. */
-  readonly #socks = new Map<string, LeanAgent>();
+  /** SOCKS5 tunnel agents per proxy; for `socks5:` a second set whose names are checked against the IP blocklist. */
+  readonly #socks = new Map<ProxyEndpoint, LeanAgent>();
+  readonly #checkedSocks = new Map<ProxyEndpoint, LeanAgent>();
   readonly #proxySessions = new Map<ProxyEndpoint, TlsSessionCache>();
+  readonly #observer: EgressObserver | undefined;
 
-  constructor(config: EgressConfig, tls: TlsSettings) {
+  constructor(config: EgressConfig, tls: TlsSettings, observer?: EgressObserver) {
     this.#config = config;
     this.#tls = tls;
+    this.#observer = observer;
   }
 
   /** The origin TLS of these pools (a `proxyRules` entry with its own `ca` has pools of its own). */
@@ -45,7 +49,7 @@ export class ConnectionPools {
     const key = this.#canonical(endpoint);
     let sessions = this.#proxySessions.get(key);
     if (sessions === undefined) this.#proxySessions.set(key, (sessions = new TlsSessionCache()));
-    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions };
+    return { endpoint: key, tls: this.#tls.proxy, timeout: this.#config.connectTimeout, sessions, observer: this.#observer };
   }
 
   /**
@@ -87,23 +91,7 @@ export class ConnectionPools {
     if (agent === undefined) {
       const proxy = this.proxyConnection(key);
       const originTls = this.#tls.origin;
-      const originSessions = new TlsSessionCache();
-      agent = new LeanAgent({
-        headersTimeout: this.#config.headersTimeout,
-        connect: (options, callback) => {
-          const secure = options.protocol === 'https:';
-          const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
-          const servername = options.servername ?? serverNameFor(options.hostname);
-          openTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls, undefined, originSessions).then(
-            (socket) => {
-              callback(null, socket);
-            },
-            (error: unknown) => {
-              callback(error as Error, null);
-            },
-          );
-        },
-      });
+      agent = this.#tunnelAgent((target, sessions) => openTunnel(proxy, target, originTls, undefined, sessions));
       this.#tunnels.set(key, agent);
     }
     return agent;
@@ -125,33 +113,39 @@ export class ConnectionPools {
    * @param checked True for connection types checked against the IP blocklist (matters for `socks5:` only).
    */
   socks(endpoint: ProxyEndpoint, checked: boolean): Dispatcher {
-    const remote = endpoint.protocol === 'socks5h:';
-    const key = `${endpoint.url}\n${endpoint.hasCredentials ? 'auth' : ''}\n${remote || !checked ? 'plain' : 'checked'}`;
-    let agent = this.#socks.get(key);
+    const key = this.#canonical(endpoint);
+    // socks5h never resolves here, so the blocklist kind does not matter for it.
+    const pools = checked && key.protocol === 'socks5:' ? this.#checkedSocks : this.#socks;
+    let agent = pools.get(key);
     if (agent === undefined) {
-      const proxy = this.proxyConnection(endpoint);
+      const proxy = this.proxyConnection(key);
       const originTls = this.#tls.origin;
-      const originSessions = new TlsSessionCache();
-      const resolve = remote ? undefined : this.socksResolver(checked);
-      agent = new LeanAgent({
-        headersTimeout: this.#config.headersTimeout,
-        connect: (options, callback) => {
-          const secure = options.protocol === 'https:';
-          const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
-          const servername = options.servername ?? serverNameFor(options.hostname);
-          openSocksTunnel(proxy, { hostname: options.hostname, port, secure, servername }, originTls, resolve, undefined, originSessions).then(
-            (socket) => {
-              callback(null, socket);
-            },
-            (error: unknown) => {
-              callback(error as Error, null);
-            },
-          );
-        },
-      });
-      this.#socks.set(key, agent);
+      const resolve = key.protocol === 'socks5:' ? this.socksResolver(checked) : undefined;
+      agent = this.#tunnelAgent((target, sessions) => openSocksTunnel(proxy, target, originTls, resolve, undefined, sessions));
+      pools.set(key, agent);
     }
     return agent;
+  }
+
+  /** A per-origin pool whose connections `open` makes: a tunnel to the origin, TLS inside it for https. */
+  #tunnelAgent(open: (target: SocksTunnelTarget, sessions: TlsSessionCache) => Promise<Socket>): LeanAgent {
+    const originSessions = new TlsSessionCache();
+    return new LeanAgent({
+      headersTimeout: this.#config.headersTimeout,
+      connect: (options, callback) => {
+        const secure = options.protocol === 'https:';
+        const port = options.port === '' ? (secure ? 443 : 80) : Number(options.port);
+        const servername = options.servername ?? serverNameFor(options.hostname);
+        open({ hostname: options.hostname, port, secure, servername }, originSessions).then(
+          (socket) => {
+            callback(null, socket);
+          },
+          (error: unknown) => {
+            callback(error as Error, null);
+          },
+        );
+      },
+    });
   }
 
   /** The pool that forwards plain-http requests to `endpoint` in absolute form. */
@@ -174,10 +168,17 @@ export class ConnectionPools {
     return endpoint;
   }
 
+  /** Connections the pools hold now, by route (for `egress.stats()`). */
+  connectionCounts(): { proxy: number; direct: number } {
+    let proxy = 0;
+    for (const pool of [...this.#tunnels.values(), ...this.#forwarders.values(), ...this.#socks.values(), ...this.#checkedSocks.values()]) proxy += pool.connections;
+    return { proxy, direct: (this.#direct?.connections ?? 0) + (this.#checkedDirect?.connections ?? 0) };
+  }
+
   /** Every pool created so far. */
   #all(): Dispatcher[] {
     const direct = [this.#direct, this.#checkedDirect].filter((agent): agent is LeanAgent => agent !== undefined);
-    return [...direct, ...this.#tunnels.values(), ...this.#forwarders.values(), ...this.#socks.values()];
+    return [...direct, ...this.#tunnels.values(), ...this.#forwarders.values(), ...this.#socks.values(), ...this.#checkedSocks.values()];
   }
 
   /** Close every pool gracefully: running requests finish, idle connections close. */

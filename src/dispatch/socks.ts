@@ -64,7 +64,7 @@ export interface SocksTunnelTarget extends TunnelTarget {
  * first address it answers. A checking resolver (src/ssrf/connect.ts) refuses the whole name with
  * `BlockedDestinationError` when any answer is blocked, so the address returned is one it checked.
  */
-export function resolveFirstAddress(hostname: string, resolve: LookupFunction = systemLookup): Promise<string> {
+function resolveFirstAddress(hostname: string, resolve: LookupFunction = systemLookup): Promise<string> {
   return new Promise<string>((fulfil, reject) => {
     const answer = (error: NodeJS.ErrnoException | null, answered: string | LookupAddress[]): void => {
       if (error !== null) {
@@ -168,7 +168,7 @@ export async function sendSocksConnect(socket: Socket, proxy: ProxyConnection, d
  * it (SNI = `target.servername`, certificate checked against it, else against the host).
  * @param resolve The resolver of `socks5:` names (the egress's, checking for blocklisted types). Unused for `socks5h:`.
  */
-export async function openSocksTunnel(
+export function openSocksTunnel(
   proxy: ProxyConnection,
   target: SocksTunnelTarget,
   originTls: HopTls,
@@ -178,9 +178,13 @@ export async function openSocksTunnel(
 ): Promise<Socket> {
   // undici hands IPv6 hosts over in brackets, as a URL has them.
   const hostname = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const host = await socksDestination(proxy, hostname, resolve);
-  const socket = await openProxySocket(proxy, signal);
-  const tunnel = await sendSocksConnect(socket, proxy, { hostname: host, port: target.port }, signal);
-  if (!target.secure) return tunnel;
-  return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, hostname, originSessions);
+  const open = async (): Promise<Socket> => {
+    const host = await socksDestination(proxy, hostname, resolve);
+    const socket = await openProxySocket(proxy, signal);
+    const tunnel = await sendSocksConnect(socket, proxy, { hostname: host, port: target.port }, signal);
+    if (!target.secure) return tunnel;
+    return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, hostname, originSessions);
+  };
+  // Counted and published as CONNECT tunnels are (src/observability): open, error and close events.
+  return proxy.observer === undefined ? open() : proxy.observer.observeTunnel(proxy.endpoint.url, authorityOf({ hostname, port: target.port }), open);
 }

@@ -24,6 +24,7 @@ import {
 import { hasHeaderBreak } from '../redact.js';
 import { proxyTlsErrorFrom, serverNameFor, type HopTls } from './tls.js';
 import type { TlsSessionCache } from './session-cache.js';
+import type { EgressObserver } from '../observability/observer.js';
 
 /** Longest CONNECT response head we read before calling the answer invalid. */
 const MAX_CONNECT_RESPONSE_HEAD = 16 * 1024;
@@ -36,6 +37,8 @@ export interface ProxyConnection {
   readonly timeout: number;
   /** TLS sessions of an `https://` proxy, for resumption. */
   readonly sessions?: TlsSessionCache | undefined;
+  /** Counts and publishes tunnels (src/observability) for the egress's stats and diagnostics channels. */
+  readonly observer?: EgressObserver | undefined;
 }
 
 /** The host and port a tunnel leads to. */
@@ -273,16 +276,22 @@ export function startOriginTls(
   });
 }
 
-/** Open a tunnel through the proxy to `target` and, for https origins, TLS to the origin inside it. */
-export async function openTunnel(
+/**
+ * Open a tunnel through the proxy to `target` and, for https origins, TLS to the origin inside it.
+ * Counted by the proxy connection's observer (tunnel open, error and close events).
+ */
+export function openTunnel(
   proxy: ProxyConnection,
   target: TunnelTarget & { readonly secure: boolean; readonly servername: string | undefined },
   originTls: HopTls,
   signal?: AbortSignal,
   originSessions?: TlsSessionCache,
 ): Promise<Socket> {
-  const socket = await openProxySocket(proxy, signal);
-  const tunnel = await sendConnect(socket, proxy, target, signal);
-  if (!target.secure) return tunnel;
-  return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, target.hostname, originSessions);
+  const open = async (): Promise<Socket> => {
+    const socket = await openProxySocket(proxy, signal);
+    const tunnel = await sendConnect(socket, proxy, target, signal);
+    if (!target.secure) return tunnel;
+    return startOriginTls(tunnel, target.servername, originTls, proxy.timeout, target.hostname, originSessions);
+  };
+  return proxy.observer === undefined ? open() : proxy.observer.observeTunnel(proxy.endpoint.url, authorityOf(target), open);
 }

@@ -28,7 +28,7 @@ export function assertHostAllowed(filter: IpFilter, host: string): void {
   // net.isIP decides which hosts net connects to without a look-up; exactly those are checked here.
   if (isIP(bare) === 0) return;
   const blocked = filter.check(bare);
-  if (blocked !== undefined) throw new BlockedDestinationError(bare, blocked.address);
+  if (blocked !== undefined) throw new BlockedDestinationError(bare, blocked.address, blocked.range?.entry ?? null);
 }
 
 function notFound(hostname: string): NodeJS.ErrnoException {
@@ -64,7 +64,7 @@ export function createCheckedLookup(filter: IpFilter, resolve: LookupFunction = 
         for (const { address } of addresses) {
           const blocked = filter.check(address);
           if (blocked !== undefined) {
-            callback(new BlockedDestinationError(hostname, blocked.address), options.all === true ? [] : '');
+            callback(new BlockedDestinationError(hostname, blocked.address, blocked.range?.entry ?? null), options.all === true ? [] : '');
             return;
           }
         }

@@ -89,6 +89,11 @@ describe('matrix-egress demo without proxy variables: real requests on loopback'
     assert.match(run.stdout, /10 proxied types went through the proxy/);
     assert.match(run.stdout, /4 direct types never touched it/);
     assert.match(run.stdout, /No origin\nreceived Proxy-Authorization/);
+    // Issue 16: the counters of the run follow the table.
+    assert.match(run.stdout, /^What egress\.stats\(\) counted/m);
+    assert.match(run.stdout, /^ {2}route proxy +10 requests \(10 × 2xx\)$/m);
+    assert.match(run.stdout, /^ {2}route direct +4 requests \(4 × 2xx\)$/m);
+    assert.match(run.stdout, /^ {2}tunnels +9 opened, 9 closed, 0 open, 0 failed$/m);
     // The brief is "< 3 s"; the bound here leaves room for a loaded CI machine.
     assert.ok(run.ms < 8_000, `took ${String(run.ms)} ms`);
   });
@@ -105,6 +110,7 @@ describe('matrix-egress demo without proxy variables: real requests on loopback'
       ok: boolean;
       problems: string[];
       results: { type: string; method: string; url: string; route: string; proxySaw: string[]; status: number | null; error: string | null }[];
+      stats: { types: Record<string, Record<string, { requests: number; outcomes: Record<string, number> }>>; tunnels: { opened: number } };
     };
     assert.equal(document.mode, 'live');
     assert.equal(document.trafficSent, true);
@@ -115,6 +121,11 @@ describe('matrix-egress demo without proxy variables: real requests on loopback'
       document.results.map((result) => result.type),
       ALL_TYPES,
     );
+    // Issue 16: egress.stats() after the run, one request per type on its route.
+    for (const result of document.results) {
+      assert.deepEqual(document.stats.types[result.type]?.[result.route], { requests: 1, outcomes: { '2xx': 1 }, errors: {}, blocked: 0 });
+    }
+    assert.equal(document.stats.tunnels.opened, 9);
     for (const result of document.results) {
       assert.equal(result.status, 200, JSON.stringify(result));
       assert.equal(result.error, null);

@@ -742,10 +742,11 @@ describe('egress http.Agents', () => {
       }
     });
 
-    it('shares one agent per routing profile', () => {
-      assert.equal(egress.agent('push'), egress.agent('media'));
-      assert.equal(egress.httpsAgent('push'), egress.httpsAgent('key_fetch'));
-      assert.equal(egress.httpsAgent('appservice'), egress.httpsAgent('worker'));
+    it('keeps one agent per connection type and scheme (issue 16: requests are counted per type)', () => {
+      assert.equal(egress.agent('push'), egress.agent('push'));
+      assert.equal(egress.httpsAgent('push'), egress.httpsAgent('push'));
+      assert.notEqual(egress.agent('push'), egress.agent('media'));
+      assert.notEqual(egress.httpsAgent('appservice'), egress.httpsAgent('worker'));
       assert.notEqual(egress.httpsAgent('push'), egress.httpsAgent('appservice'));
       assert.notEqual(egress.httpsAgent('push'), egress.httpsAgent('federation'));
       assert.notEqual(egress.agent('push'), egress.httpsAgent('push'));
