@@ -114,7 +114,7 @@ function findExecutable(name: string): string | undefined {
 }
 
 /** Path of libnss_wrapper.so (Debian installs it under the multiarch directory), or `undefined`. */
-export function findNssWrapper(): string | undefined {
+function findNssWrapper(): string | undefined {
   const dirs = ['/usr/lib', '/usr/lib64', '/usr/local/lib'];
   for (const dir of dirs) {
     const direct = join(dir, 'libnss_wrapper.so');
@@ -132,7 +132,7 @@ export function findNssWrapper(): string | undefined {
 }
 
 /** Whether danted and nss_wrapper are installed, so tests can fail with a clear message. */
-export function danteAvailable(): boolean {
+function danteAvailable(): boolean {
   return findExecutable('danted') !== undefined && findNssWrapper() !== undefined;
 }
 
