@@ -41,7 +41,7 @@ export interface Egress {
   fetch(type: ConnectionType, input: RequestInfo, init?: EgressRequestInit): Promise<Response>;
   /**
    * A keep-alive `http.Agent` for `http://` URLs of `type` (node:http, axios' `httpAgent`, got's
-   * `agent.http`). The same agent object for every call with types that route alike.
+   * `agent.http`). The same agent object on every call for a type; each type has its own.
    */
   httpAgent(type: ConnectionType): HttpAgent;
   /**

@@ -7,10 +7,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { UnknownConnectionTypeError } from '../errors.js';
+import { compileEgressConfig } from '../config/compile.js';
 import { targetFromUrl } from '../match/target.js';
-import { builtInPolicies } from '../policy/connection-types.js';
+import { policyOf } from '../policy/route.js';
 import { parseCommandArgs, UsageError } from './args.js';
+import { CONFIG_FLAGS, CONFIG_USAGE, configOptions } from './config-options.js';
 import { codeOf, formatTimeout } from './check/probe.js';
 import { humanProgress, summary } from './check/report.js';
 import { countCertificates, displayUrl, runCheck, type CaFile, type CheckInput } from './check/steps.js';
@@ -30,7 +31,8 @@ export const CHECK_EXIT = Object.freeze({ ok: EXIT.ok, failed: 1, usage: EXIT.us
 
 /** Help text of the command. */
 export const usage = `Usage: matrix-egress check [--type <type>] <url> [--json] [--timeout <seconds>]
-                           [--proxy-ca <file>] [--ca <file>]
+                           [--proxy-ca <file>] [--ca <file>] [--config <file>]
+                           [--strict-no-proxy]
 
 Make one real GET request to <url> the way the library would for a connection
 of <type>, step by step, and report each step with its time: configuration
@@ -52,15 +54,18 @@ Options:
   --ca <file>           PEM CA certificates to trust for the origin, as the ca
                         option does (added to the system CAs)
   --json                print one JSON report instead, and nothing else
+${CONFIG_USAGE}
   -h, --help            show this help
 
 NODE_EXTRA_CA_CERTS is honoured, as Node and the library honour it. Options
-set in code are not known to the command: --ca and --proxy-ca stand in for ca
-and proxyCa; connectionTypes overrides and ipAllowlist do not apply. Progress
-goes to stdout while the check runs.
+set in code are not known to the command; give the homeserver's configuration
+file with --config so connectionTypes overrides, ipBlocklist, ipAllowlist and
+CA files apply. --ca and --proxy-ca win over the file's caFile and proxyCaFile.
+Progress goes to stdout while the check runs.
 
 Exit status: 0 when every step succeeded, 1 when a step failed, 2 for a usage
-error (bad argument, unknown type, bad URL, unreadable CA file).
+or configuration error (bad argument, unknown type, bad URL, unreadable CA
+file, invalid proxy variable or --config file), as explain.
 `;
 
 /** Run the command. */
@@ -73,6 +78,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       timeout: { type: 'string' },
       'proxy-ca': { type: 'string' },
       ca: { type: 'string' },
+      ...CONFIG_FLAGS,
     },
     required: ['url'],
   });
@@ -82,8 +88,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   const type = args.flags.type ?? DEFAULT_CHECK_TYPE;
   const timeoutMs = parseTimeout(args.flags.timeout);
-  const policies = builtInPolicies();
-  if (!policies.has(type)) throw new UnknownConnectionTypeError(type, [...policies.keys()]);
+  // A configuration error exits 2 here, before any step, as explain does (issue #12).
+  policyOf(compileEgressConfig(configOptions(args.flags, io)), type);
   const target = targetFromUrl(args.positionals.url);
   const input: CheckInput = {
     type,
@@ -93,6 +99,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     timeoutMs,
     proxyCa: readCaFile(args.flags['proxy-ca'], '--proxy-ca'),
     ca: readCaFile(args.flags.ca, '--ca'),
+    configFile: args.flags.config,
+    strictNoProxy: args.flags['strict-no-proxy'],
   };
 
   const json = args.flags.json === true;

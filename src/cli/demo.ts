@@ -27,6 +27,8 @@ import {
   type TestOrigin,
 } from '../testing/index.js';
 import { parseCommandArgs } from './args.js';
+import { CONFIG_FLAGS, CONFIG_USAGE, configOptions } from './config-options.js';
+import type { EgressOptions } from '../config/compile.js';
 import { EXIT, formatTable, type CliIo } from './output.js';
 
 /** Help text of the command. */
@@ -42,12 +44,14 @@ throwaway certificate; url_preview uses plain HTTP), points an egress at them,
 sends one request per type and prints what the proxy saw. Nothing leaves the
 machine, and the credentials are never printed.
 
-With proxy variables set, it sends no traffic at all: it explains the route
-each type would take for https://matrix.org/ under those variables.
+With proxy variables set, or with --config, it sends no traffic at all: it
+explains the route each type would take for https://matrix.org/ under that
+configuration.
 
 Options:
-  --json       print one JSON object instead of the table
-  -h, --help   show this help
+  --json              print one JSON object instead of the table
+${CONFIG_USAGE}
+  -h, --help          show this help
 
 Exit status: 0 when every request was routed as expected (or, with proxy
 variables set, when the routes were explained); 1 when a demo request failed;
@@ -139,14 +143,15 @@ export interface DemoExplainJson {
 
 /** Run the command. */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
-  const args = parseCommandArgs(argv, { command: 'demo', flags: { json: { type: 'boolean' } }, required: [] });
+  const args = parseCommandArgs(argv, { command: 'demo', flags: { json: { type: 'boolean' }, ...CONFIG_FLAGS }, required: [] });
   if (args.help) {
     io.stdout.write(usage);
     return EXIT.ok;
   }
   const json = args.flags.json === true;
   const variables = proxyVariables(io.env);
-  return variables.length > 0 ? explain(variables, io, json) : live(io, json);
+  const options = configOptions(args.flags, io);
+  return variables.length > 0 || args.flags.config !== undefined ? explain(variables, io, json, options) : live(io, json);
 }
 
 /** The names of the proxy variables present in `env`, in any letter case (an empty value counts: it disables). */
@@ -156,9 +161,9 @@ function proxyVariables(env: EnvRecord): string[] {
     .sort();
 }
 
-async function explain(variables: readonly string[], io: CliIo, json: boolean): Promise<number> {
+async function explain(variables: readonly string[], io: CliIo, json: boolean, options: EgressOptions): Promise<number> {
   // Invalid variables throw ProxyConfigError here, which the dispatcher prints on one line (exit 2).
-  const egress = createEgress({ env: io.env });
+  const egress = createEgress(options);
   try {
     const routes = ALL_TYPES.map((type) => {
       const decision = egress.route(type, SAMPLE_URL);
@@ -180,7 +185,7 @@ async function explain(variables: readonly string[], io: CliIo, json: boolean): 
       routes.map((row) => [row.type, row.route, row.proxy ?? '-', row.reason]),
     );
     io.stdout.write(
-      `Proxy variables are set (${variables.join(', ')}): the demo sends no traffic.\n` +
+      `${variables.length > 0 ? `Proxy variables are set (${variables.join(', ')})` : 'A configuration file is given'}: the demo sends no traffic.\n` +
         `The route each connection type would take to ${SAMPLE_URL} with these settings:\n\n` +
         `${table}\n` +
         'No traffic was sent. For another URL run "matrix-egress explain <type> <url>"; to watch real\n' +

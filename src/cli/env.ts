@@ -8,21 +8,25 @@ import { readProxyEnv, type EnvRecord, type RawEnvValue, type RawProxyEnv } from
 import type { ProxyEndpoint } from '../config/proxy-url.js';
 import type { ConnectionTypePolicy, ProxySelection, Route } from '../policy/connection-types.js';
 import { parseCommandArgs } from './args.js';
+import { CONFIG_FLAGS, CONFIG_USAGE, configOptions } from './config-options.js';
 import { EXIT, formatRows, formatTable, type CliIo } from './output.js';
 
 /** Help text of the command. */
-export const usage = `Usage: matrix-egress env [--json]
+export const usage = `Usage: matrix-egress env [--json] [--config <file>] [--strict-no-proxy]
 
-Show the proxy configuration this environment produces: the proxy for http://
-and https:// URLs and the variable each came from (credentials redacted), the
-no_proxy entries, the variables that were ignored and why, and the route of
-every connection type.
+Show the proxy configuration this environment (and --config) produces: the
+proxy for http:// and https:// URLs and where each came from (credentials
+redacted), the no_proxy entries and those skipped with their warnings, the
+variables that were ignored and why, and the route every connection type takes
+for http:// and https:// URLs.
 
 Options:
-  --json       print one JSON object
-  -h, --help   show this help
+  --json              print one JSON object
+${CONFIG_USAGE}
+  -h, --help          show this help
 
-Exit status: 0, or 2 when a proxy variable is invalid (the message names it).
+Exit status: 0, or 2 when the configuration is invalid (the message names the
+variable, option or file path).
 `;
 
 /** A proxy-like variable that is set but has no effect. */
@@ -40,6 +44,8 @@ export interface ConnectionTypeJson {
   readonly proxySelection: ProxySelection;
   /** True for types that never use a proxy, whatever the configuration. */
   readonly alwaysDirect: boolean;
+  /** The route URLs of each scheme actually take: `proxy` only when a proxy is configured for them (no_proxy aside). */
+  readonly effective: { readonly http: Route; readonly https: Route };
 }
 
 /** The `--json` document: `configToJSON` plus the variables that were disabled or ignored. */
@@ -58,12 +64,12 @@ const SETTINGS = [
 
 /** Run the command. An invalid proxy variable propagates as a `ProxyConfigError`. */
 export function run(argv: readonly string[], io: CliIo): number {
-  const args = parseCommandArgs(argv, { command: 'env', flags: { json: { type: 'boolean' } }, required: [] });
+  const args = parseCommandArgs(argv, { command: 'env', flags: { json: { type: 'boolean' }, ...CONFIG_FLAGS }, required: [] });
   if (args.help) {
     io.stdout.write(usage);
     return EXIT.ok;
   }
-  const config = compileEgressConfig({ env: io.env });
+  const config = compileEgressConfig(configOptions(args.flags, io));
   // Only variable names and emptiness are read from the raw values below, never their text.
   const raw = readProxyEnv(io.env);
   const disabled = SETTINGS.flatMap(({ key }) => {
@@ -85,7 +91,7 @@ function connectionTypesJson(config: EgressConfig): Record<string, ConnectionTyp
   return Object.fromEntries(
     [...config.connectionTypes].map(([name, p]) => [
       name,
-      { route: p.route, ipBlocklist: p.ipBlocklist, proxySelection: p.proxySelection, alwaysDirect: p.alwaysDirect },
+      { route: p.route, ipBlocklist: p.ipBlocklist, proxySelection: p.proxySelection, alwaysDirect: p.alwaysDirect, effective: effectiveRoutes(config, p) },
     ]),
   );
 }
@@ -146,6 +152,28 @@ function describeProxyRules(config: EgressConfig): string {
     .join('\n');
 }
 
+function describeSkipped(config: EgressConfig): string {
+  return config.noProxy.skipped.map((s) => s.warning).join('\n');
+}
+
+/** The route http:// and https:// URLs of a type take with this configuration, no_proxy aside. */
+function effectiveRoutes(config: EgressConfig, policy: ConnectionTypePolicy): { http: Route; https: Route } {
+  if (policy.alwaysDirect || policy.route === 'direct') return { http: 'direct', https: 'direct' };
+  const https: Route = config.httpsProxy === undefined ? 'direct' : 'proxy';
+  if (policy.proxySelection === 'https-only') return { http: https, https };
+  return { http: config.httpProxy === undefined ? 'direct' : 'proxy', https };
+}
+
+/** The route column: what the type does, not only what it is configured to do. */
+function describeRoute(config: EgressConfig, policy: ConnectionTypePolicy): string {
+  if (policy.alwaysDirect) return 'direct, always';
+  if (policy.route === 'direct') return 'direct';
+  const { http, https } = effectiveRoutes(config, policy);
+  if (http === 'proxy' && https === 'proxy') return 'proxy';
+  if (http === 'direct' && https === 'direct') return 'direct (no proxy set)';
+  return `${https === 'proxy' ? 'proxy' : 'direct'} for https, ${http === 'proxy' ? 'proxy' : 'direct'} for http`;
+}
+
 function describeSelection(policy: ConnectionTypePolicy): string {
   if (policy.alwaysDirect) return 'none, always direct';
   if (policy.route === 'direct') return 'none, route set to direct';
@@ -159,7 +187,8 @@ function describe(config: EgressConfig, raw: RawProxyEnv, ignored: readonly Igno
     ['no_proxy', describeNoProxy(config, raw.noProxy)],
   ];
   if (config.proxyRules.length > 0) rows.push(['proxy rules', describeProxyRules(config)]);
+  if (config.noProxy.skipped.length > 0) rows.push(['skipped', describeSkipped(config)]);
   if (ignored.length > 0) rows.push(['ignored', ignored.map((i) => `${i.variable}: ${i.reason}`).join('\n')]);
-  const types = [...config.connectionTypes.values()].map((p) => [p.name, p.route, p.ipBlocklist ? 'yes' : 'no', describeSelection(p)]);
+  const types = [...config.connectionTypes.values()].map((p) => [p.name, describeRoute(config, p), p.ipBlocklist ? 'yes' : 'no', describeSelection(p)]);
   return `${formatRows(rows)}\n${formatTable(['type', 'route', 'ip blocklist', 'proxy'], types)}`;
 }

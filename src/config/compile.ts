@@ -192,12 +192,14 @@ const DEFAULT_HEADERS_TIMEOUT = 60_000;
  */
 export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressConfig {
   validateOptionShape(givenOptions);
-  const options = givenOptions.configFile === undefined ? givenOptions : mergeConfigFile({ ...givenOptions, configFile: givenOptions.configFile });
+  const merged = givenOptions.configFile === undefined ? undefined : mergeConfigFile({ ...givenOptions, configFile: givenOptions.configFile });
+  const options = merged?.options ?? givenOptions;
+  const sourceOf = merged?.sourceOf ?? ((key: string) => `option ${key}`);
   const raw = readProxyEnv(options.env ?? process.env);
 
-  const httpProxy = resolveProxy(options.httpProxy, 'httpProxy', raw.httpProxy);
-  const httpsProxy = resolveProxy(options.httpsProxy, 'httpsProxy', raw.httpsProxy);
-  const noProxyValue = resolveValue(options.noProxy, 'noProxy', raw.noProxy);
+  const httpProxy = resolveProxy(options.httpProxy, sourceOf('httpProxy'), raw.httpProxy);
+  const httpsProxy = resolveProxy(options.httpsProxy, sourceOf('httpsProxy'), raw.httpsProxy);
+  const noProxyValue = resolveValue(options.noProxy, sourceOf('noProxy'), raw.noProxy);
   const noProxy = compileNoProxy(noProxyValue?.value ?? '', noProxyValue?.source ?? 'no_proxy', {
     strict: options.strictNoProxy ?? false,
   });
@@ -234,17 +236,18 @@ export function compileEgressConfig(givenOptions: EgressOptions = {}): EgressCon
   return Object.freeze(config);
 }
 
-function resolveValue(option: string | null | undefined, name: string, fromEnv: RawEnvValue | undefined): RawEnvValue | undefined {
+/** @param source Where the option came from: `option <name>`, or the configuration file and key. */
+function resolveValue(option: string | null | undefined, source: string, fromEnv: RawEnvValue | undefined): RawEnvValue | undefined {
   if (option === undefined) return fromEnv;
-  return { value: option ?? '', source: `option ${name}` };
+  return { value: option ?? '', source };
 }
 
 function resolveProxy(
   option: string | null | undefined,
-  name: string,
+  source: string,
   fromEnv: RawEnvValue | undefined,
 ): { endpoint: ProxyEndpoint; source: string } | undefined {
-  const chosen = resolveValue(option, name, fromEnv);
+  const chosen = resolveValue(option, source, fromEnv);
   if (chosen === undefined || chosen.value === '') return undefined;
   return { endpoint: parseProxyUrl(chosen.value, chosen.source), source: chosen.source };
 }
@@ -416,7 +419,7 @@ export function configToJSON(config: EgressConfig): Record<string, unknown> {
     noProxy: {
       source: config.sources.noProxy ?? null,
       entries: config.noProxy.rules.map((rule) => rule.entry),
-      skipped: config.noProxy.skipped.map(({ position, entry, problem }) => ({ position, entry, problem })),
+      skipped: config.noProxy.skipped.map(({ position, entry, problem, warning }) => ({ position, entry, problem, warning })),
     },
     connectionTypes: Object.fromEntries([...config.connectionTypes].map(([name, p]) => [name, { route: p.route, ipBlocklist: p.ipBlocklist }])),
     ca: config.ca === undefined ? 0 : config.ca.length,

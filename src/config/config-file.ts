@@ -24,7 +24,7 @@ const CODE_ONLY_KEYS: ReadonlySet<string> = new Set(['env', 'logger', 'lookup', 
  * Keys only a file has, each read into an option. `caFile`/`proxyCaFile`: a path or a list of paths to
  * PEM files, relative to the folder of the configuration file.
  */
-export const FILE_ONLY_KEYS = { caFile: 'ca', proxyCaFile: 'proxyCa' } as const satisfies Record<string, keyof EgressOptions>;
+const FILE_ONLY_KEYS = { caFile: 'ca', proxyCaFile: 'proxyCa' } as const satisfies Record<string, keyof EgressOptions>;
 
 /** Every key a configuration file may hold, `$schema` included. */
 export function configFileKeys(): readonly string[] {
@@ -137,13 +137,25 @@ function readCaFiles(value: unknown, key: string, folder: string, at: (jsonPath:
 
 /**
  * Options of a configuration file under options given in code: code wins per key, and a key given
- * in code as `undefined` counts as not given.
+ * in code as `undefined` counts as not given. `sourceOf(key)` names where a key's value came from,
+ * for messages and `config.sources` (`config file /etc/egress.json at httpsProxy` or `option httpsProxy`).
  */
-export function mergeConfigFile(options: EgressOptions & { readonly configFile: string }): EgressOptions {
+export function mergeConfigFile(options: EgressOptions & { readonly configFile: string }): {
+  options: EgressOptions;
+  sourceOf: (key: string) => string;
+} {
   const fromFile = loadEgressConfigFile(options.configFile);
   const merged: Record<string, unknown> = { ...fromFile };
+  const fileKeys = new Set(Object.keys(fromFile));
   for (const [key, value] of Object.entries(options)) {
-    if (key !== 'configFile' && value !== undefined) merged[key] = value;
+    if (key !== 'configFile' && value !== undefined) {
+      merged[key] = value;
+      fileKeys.delete(key);
+    }
   }
-  return merged;
+  const file = resolve(options.configFile);
+  return {
+    options: merged,
+    sourceOf: (key) => (fileKeys.has(key) ? `config file ${file} at ${key}` : `option ${key}`),
+  };
 }

@@ -116,7 +116,7 @@ export class NoProxyMatcher {
           if (address.kind() === 'ipv4') {
             firstWins(this.#v4, rule.prefixLength, v4Network(v4Number(address), rule.prefixLength), rule);
           } else {
-            firstWins(this.#v6, rule.prefixLength, networkKey(address, rule.prefixLength), rule);
+            firstWins(this.#v6, rule.prefixLength, v6NetworkKey((address as ipaddr.IPv6).parts, rule.prefixLength), rule);
           }
           break;
         }
@@ -142,7 +142,7 @@ export class NoProxyMatcher {
   /** The first rule (most specific) that sends `target` direct, or `undefined` when it goes through the proxy. */
   match(target: Target): NoProxyRule | undefined {
     if (this.#all) return this.#all;
-    const found = target.ip === undefined ? this.#matchName(target) : this.#matchIp(target.ip, target.port);
+    const found = target.ip === undefined ? this.#matchName(target) : this.#matchIp(target.ip, target.host, target.port);
     if (found !== undefined || this.#globs.length === 0) return found;
     return this.#matchGlob(target);
   }
@@ -165,9 +165,10 @@ export class NoProxyMatcher {
     }
   }
 
-  #matchIp(ip: IpAddress, port: number): NoProxyRule | undefined {
+  /** `host` is the canonical text of `ip` (see {@link Target.host}), the key of exact-address rules. */
+  #matchIp(ip: IpAddress, host: string, port: number): NoProxyRule | undefined {
     if (this.#ips.size > 0) {
-      const exact = this.#ips.get(ipToString(ip));
+      const exact = this.#ips.get(host);
       if (exact) {
         for (const rule of exact) if (portMatches(rule.port, port)) return rule;
       }
@@ -181,8 +182,9 @@ export class NoProxyMatcher {
       }
       return undefined;
     }
+    const parts = (ip as ipaddr.IPv6).parts;
     for (const length of this.#v6Lengths) {
-      const hit = this.#v6.get(length)?.get(networkKey(ip, length));
+      const hit = this.#v6.get(length)?.get(v6NetworkKey(parts, length));
       if (hit) return hit;
     }
     return undefined;
@@ -229,25 +231,26 @@ function v4Network(value: number, prefixLength: number): number {
   return prefixLength === 0 ? 0 : (value & (0xffffffff << (32 - prefixLength))) >>> 0;
 }
 
-/** The first `prefixLength` bits of the address, as a string key. */
-function networkKey(address: IpAddress, prefixLength: number): string {
-  const bytes = address.toByteArray();
+/**
+ * The first `prefixLength` bits of an IPv6 address (its eight 16-bit groups) as a string key: one
+ * UTF-16 code unit per group, host bits zeroed (the prefix length is the key of the outer map).
+ */
+function v6NetworkKey(parts: readonly number[], prefixLength: number): string {
   let key = '';
   let remaining = prefixLength;
-  for (const byte of bytes) {
+  for (const part of parts) {
     if (remaining <= 0) break;
-    const kept = remaining >= 8 ? byte : byte & (0xff << (8 - remaining)) & 0xff;
-    key += kept.toString(16).padStart(2, '0');
-    remaining -= 8;
+    key += String.fromCharCode(remaining >= 16 ? part : part & (0xffff << (16 - remaining)) & 0xffff);
+    remaining -= 16;
   }
-  return `${String(prefixLength)}/${key}`;
+  return key;
 }
 
 /**
  * Wildcard match where `*` is any run of characters. Linear backtracking to the last star, so a
  * pattern of many stars costs O(pattern × host), never the exponential time of a naive regex.
  */
-export function globMatch(pattern: string, text: string): boolean {
+function globMatch(pattern: string, text: string): boolean {
   let p = 0;
   let t = 0;
   let star = -1;

@@ -95,7 +95,9 @@ export function decideRoute(config: EgressConfig, type: ConnectionType, target: 
 
   const rule = config.noProxy.match(target);
   if (rule !== undefined) {
-    return direct('no-proxy-match', `no_proxy entry ${JSON.stringify(rule.entry)} matches ${target.host}`, rule.entry);
+    // Entries never hold quotes, backslashes or control characters (no-proxy.ts skips or refuses
+    // them), so plain quotes are what JSON.stringify would write, at a fraction of its cost.
+    return direct('no-proxy-match', `no_proxy entry "${rule.entry}" matches ${target.host}`, rule.entry);
   }
   return {
     type,

@@ -98,6 +98,16 @@ describe('matrix-egress check through a SOCKS5 proxy', { timeout: 120_000 }, () 
     assert.equal(socks.lastCall()?.name, 'origin.test');
   });
 
+  it('a proxy rule from --config, with its own caFile: the rule route, TLS verified against the rule CA', async () => {
+    const config = join(dir, 'egress.json');
+    await writeFile(config, JSON.stringify({ proxyRules: [{ hosts: '*.test', proxy: socks.urlWithCredentials(USER, PASSWORD, 'socks5h:'), caFile: 'ca.pem' }] }));
+    const run = await check(['--type', 'federation', `https://origin.test:${String(httpsOrigin.port)}/`, '--config', config], {});
+    assert.equal(run.status, 0, run.raw);
+    assert.equal(run.json.proxy, socks.socks5hUrl);
+    assert.match(step(run.json, 'route').detail, /proxyRules\[0\] \(hosts "\*\.test"\)/);
+    assert.equal(step(run.json, 'TLS to origin').status, 'ok');
+  });
+
   it('socks5, http: the local DNS step, the address asked for, origin-form GET', async () => {
     const env = { HTTP_PROXY: socks.urlWithCredentials(USER, PASSWORD, 'socks5:') };
     httpOrigin.clear();

@@ -252,6 +252,34 @@ describe('matrix-egress check through the recording proxy', { timeout: 120_000 }
     assert.equal(step(json, 'proxy authentication').statusCode, 407);
   });
 
+  it('407 to a forwarded plain-http request: reported as a refused forwarded request, not CONNECT (issue #12)', async () => {
+    const json = report(await runCheck(['--type', 'oidc', `${httpOrigin.url}/`, '--json', ...STEP_TIMEOUT], { http_proxy: authProxy.url }));
+    assert.equal(json.failedStep, 'proxy authentication');
+    const error = step(json, 'proxy authentication').error;
+    assert.ok(error !== undefined);
+    assert.equal(error.code, 'ERR_EGRESS_PROXY_AUTH');
+    assert.match(error.message, /refused a forwarded request to /);
+    assert.doesNotMatch(JSON.stringify(json), /CONNECT to/);
+  });
+
+  it('--config: the proxy and connection type overrides of the file apply, and a bad file exits 2', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'check-config-'));
+    try {
+      const file = join(dir, 'egress.json');
+      await writeFile(file, JSON.stringify({ httpProxy: proxy.url, connectionTypes: { bridge: { route: 'proxy', ipBlocklist: false } } }));
+      proxy.clear();
+      const run = await runCheck(['--type', 'bridge', `${httpOrigin.url}/cfg`, '--config', file, ...STEP_TIMEOUT]);
+      assertWorked(run);
+      assert.equal(proxy.filterCalls({ method: 'GET' }).length, 1);
+      await writeFile(file, JSON.stringify({ httpProxy: proxy.url, proxyRulez: [] }));
+      const bad = await runCheck(['--json', `${httpOrigin.url}/`, '--config', file]);
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /^matrix-egress: config file \S+egress\.json at proxyRulez: unknown key\n$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('origin certificate untrusted behind the proxy: exit 1 at "TLS to origin", reason unknown-ca, hint names --ca', async () => {
     const run = await runCheck(['--type', 'oidc', `${httpsOrigin.url}/`, ...STEP_TIMEOUT], { https_proxy: proxy.url });
     assertFailedAt(run, 'TLS to origin');
@@ -510,15 +538,13 @@ describe('matrix-egress check --json', { timeout: 60_000 }, () => {
     }
   });
 
-  it('an invalid proxy variable is a failed configuration step (exit 1), redacted', async () => {
-    const run = await runCheck(['--json', `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks4://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
-    assert.equal(run.status, 1);
-    const json = report(run);
-    assert.equal(json.failedStep, 'configuration');
-    assert.equal(json.route, null);
-    assert.equal(step(json, 'configuration').error?.code, 'ERR_EGRESS_PROXY_CONFIG');
-    assert.match(step(json, 'configuration').error?.message ?? '', /^HTTPS_PROXY \("socks4:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme/);
-    assert.deepEqual(json.steps.map((s) => `${s.name} ${s.status}`), ['configuration failed', 'route skipped']);
+  it('an invalid proxy variable is a configuration error: exit 2 with one line, as explain, redacted', async () => {
+    for (const flags of [['--json'], []]) {
+      const run = await runCheck([...flags, `${httpsOrigin.url}/`], { HTTPS_PROXY: `socks4://${CANARY_USER}:${CANARY_PASSWORD}@proxy.internal:1080` });
+      assert.equal(run.status, 2);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /^matrix-egress: HTTPS_PROXY \("socks4:\/\/\*\*\*@proxy\.internal:1080"\): unsupported proxy scheme[^\n]*\n$/);
+    }
   });
 });
 

@@ -12,7 +12,7 @@ interface EnvJson {
   httpProxy: { url: string; credentials: boolean; source: string } | null;
   httpsProxy: { url: string; credentials: boolean; source: string } | null;
   noProxy: { source: string | null; entries: string[] };
-  connectionTypes: Record<string, { route: string; ipBlocklist: boolean; proxySelection: string; alwaysDirect: boolean }>;
+  connectionTypes: Record<string, { route: string; ipBlocklist: boolean; proxySelection: string; alwaysDirect: boolean; effective: { http: string; https: string } }>;
   ca: number;
   proxyCa: number;
   connectTimeout: number;
@@ -60,7 +60,7 @@ describe('matrix-egress env --json', () => {
     ]);
     assert.equal(json.httpProxy, null);
     assert.equal(json.httpsProxy, null);
-    assert.deepEqual(json.noProxy, { source: null, entries: [] });
+    assert.deepEqual(json.noProxy, { source: null, entries: [], skipped: [] });
     assert.deepEqual(json.disabled, []);
     assert.deepEqual(json.ignored, []);
     assert.equal(json.connectTimeout, 10_000);
@@ -74,7 +74,7 @@ describe('matrix-egress env --json', () => {
     const json = envJson({ HTTP_PROXY: 'proxy.internal', https_proxy: 'https://proxy.internal:3129/', No_Proxy: 'localhost, 10.0.0.0/8,[::1]:8448' });
     assert.deepEqual(json.httpProxy, { url: 'http://proxy.internal:1080', credentials: false, source: 'HTTP_PROXY' });
     assert.deepEqual(json.httpsProxy, { url: 'https://proxy.internal:3129', credentials: false, source: 'https_proxy' });
-    assert.deepEqual(json.noProxy, { source: 'No_Proxy', entries: ['localhost', '10.0.0.0/8', '[::1]:8448'] });
+    assert.deepEqual(json.noProxy, { source: 'No_Proxy', entries: ['localhost', '10.0.0.0/8', '[::1]:8448'], skipped: [] });
   });
 
   it('lowercase wins: sources show the lowercase variable, the others are listed as ignored', () => {
@@ -87,7 +87,7 @@ describe('matrix-egress env --json', () => {
     });
     assert.equal(json.httpsProxy?.source, 'https_proxy');
     assert.equal(json.httpsProxy.url, 'http://lower.example:1');
-    assert.deepEqual(json.noProxy, { source: 'no_proxy', entries: ['lower.example'] });
+    assert.deepEqual(json.noProxy, { source: 'no_proxy', entries: ['lower.example'], skipped: [] });
     assert.deepEqual(json.ignored, [
       { variable: 'HTTPS_PROXY', reason: 'https_proxy takes precedence' },
       { variable: 'Https_Proxy', reason: 'https_proxy takes precedence' },
@@ -104,7 +104,7 @@ describe('matrix-egress env --json', () => {
   it('an empty lowercase value disables the setting and masks the uppercase one', () => {
     const json = envJson({ https_proxy: '', HTTPS_PROXY: 'http://upper.example:2', no_proxy: '', NO_PROXY: '*' });
     assert.equal(json.httpsProxy, null);
-    assert.deepEqual(json.noProxy, { source: null, entries: [] });
+    assert.deepEqual(json.noProxy, { source: null, entries: [], skipped: [] });
     assert.deepEqual(json.disabled, ['https_proxy', 'no_proxy']);
     assert.deepEqual(json.ignored, [
       { variable: 'HTTPS_PROXY', reason: 'https_proxy is set and empty, which disables it' },
@@ -141,9 +141,15 @@ describe('matrix-egress env --json', () => {
       assert.equal(policy?.route, 'proxy', type);
       assert.equal(policy.alwaysDirect, false, type);
       assert.equal(policy.proxySelection, type === 'federation' ? 'https-only' : 'by-scheme', type);
+      // Nothing is configured: the configured route is proxy, the effective one direct (issue #12).
+      assert.deepEqual(policy.effective, { http: 'direct', https: 'direct' }, type);
     }
     for (const type of DIRECT_CONNECTION_TYPES) {
-      assert.deepEqual(json.connectionTypes[type], { route: 'direct', ipBlocklist: false, proxySelection: 'by-scheme', alwaysDirect: true }, type);
+      assert.deepEqual(
+        json.connectionTypes[type],
+        { route: 'direct', ipBlocklist: false, proxySelection: 'by-scheme', alwaysDirect: true, effective: { http: 'direct', https: 'direct' } },
+        type,
+      );
     }
     const blocklisted = Object.entries(json.connectionTypes).filter(([, p]) => p.ipBlocklist).map(([name]) => name);
     assert.deepEqual(blocklisted, ['push', 'url_preview', 'federation', 'key_fetch', 'key_revocation', 'media']);
@@ -169,12 +175,13 @@ describe('matrix-egress env (human output)', () => {
       '              2  10.0.0.0/8',
       'ignored      HTTP_PROXY: http_proxy is set and empty, which disables it',
       '',
-      'type             route   ip blocklist  proxy',
+      'type             route                             ip blocklist  proxy',
     ].join('\n');
     assert.ok(run.stdout.startsWith(expectedTop), run.stdout);
-    assert.match(run.stdout, /^push {13}proxy {3}yes {11}http_proxy or https_proxy by URL scheme$/m);
-    assert.match(run.stdout, /^federation {7}proxy {3}yes {11}https_proxy for every URL$/m);
-    for (const type of DIRECT_CONNECTION_TYPES) assert.match(run.stdout, new RegExp(`^${type} +direct +no +none, always direct$`, 'm'));
+    // http_proxy is disabled: http:// URLs of by-scheme types go direct, and the table says so.
+    assert.match(run.stdout, /^push {13}proxy for https, direct for http {2}yes {11}http_proxy or https_proxy by URL scheme$/m);
+    assert.match(run.stdout, /^federation {7}proxy {29}yes {11}https_proxy for every URL$/m);
+    for (const type of DIRECT_CONNECTION_TYPES) assert.match(run.stdout, new RegExp(`^${type} +direct, always +no +none, always direct$`, 'm'));
   });
 
   it('nothing set', () => {
@@ -184,6 +191,8 @@ describe('matrix-egress env (human output)', () => {
     assert.match(run.stdout, /^https_proxy {2}not set: https:\/\/ URLs go direct$/m);
     assert.match(run.stdout, /^no_proxy {5}none$/m);
     assert.doesNotMatch(run.stdout, /^ignored/m);
+    // No proxy set: every proxied type goes direct (issue #12: not "proxy").
+    assert.match(run.stdout, /^push {13}direct \(no proxy set\) /m);
   });
 
   it('--help and usage errors', () => {
@@ -222,7 +231,6 @@ describe('matrix-egress env: credentials never appear (SPEC §7)', () => {
   const badEnvs: Record<string, string>[] = [
     { HTTPS_PROXY: `socks4://${userinfo}@p:1080` },
     { https_proxy: '', HTTP_PROXY: `http://${userinfo}@p:70000` },
-    { no_proxy: `${userinfo}@internal.example` },
     { ALL_PROXY: `http://${userinfo}@fine.example:1`, http_proxy: `http://${userinfo}@p:1/x` },
   ];
   for (const env of badEnvs) {

@@ -37,7 +37,12 @@ function assertUsageFailure(run: Run, pattern: RegExp): void {
   assert.match(run.stderr, pattern);
 }
 
-const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched', 'reasonCode', 'rule'];
+const JSON_KEYS = ['type', 'url', 'route', 'proxy', 'reason', 'matched', 'ipBlocklist', 'noProxySkipped', 'reasonCode', 'rule'];
+
+/** The decision keys of an explain document (the blocklist verdict and skipped entries have tests of their own in test/cli/explain-config.test.ts). */
+function decisionOnly(json: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(json).filter(([key]) => key !== 'ipBlocklist' && key !== 'noProxySkipped'));
+}
 
 const ENV = {
   http_proxy: 'http://hp.example:3128',
@@ -50,7 +55,7 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
     it(`${type}: https URL through https_proxy, http URL through ${type === 'federation' ? 'https_proxy too' : 'http_proxy'}`, () => {
       const https = runBin(['explain', type, 'https://remote.example/path', '--json'], ENV);
       assert.equal(https.status, 0, render(https, [type], ENV));
-      assert.deepEqual(onlyJson(https), {
+      assert.deepEqual(decisionOnly(onlyJson(https)), {
         type,
         url: 'https://remote.example/path',
         route: 'proxy',
@@ -71,7 +76,7 @@ describe('matrix-egress explain: the route of every connection type (SPEC §4)',
     it(`${type}: always direct, whatever the proxy variables say`, () => {
       for (const url of ['https://remote.example/', 'http://remote.example/', 'http://10.0.0.1/']) {
         const json = onlyJson(runBin(['explain', type, url, '--json'], ENV));
-        assert.deepEqual(json, { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy`, matched: null, reasonCode: 'always-direct', rule: null });
+        assert.deepEqual(decisionOnly(json), { type, url, route: 'direct', proxy: null, reason: `${type} connections never use a proxy (direct, always)`, matched: null, reasonCode: 'always-direct', rule: null });
       }
     });
   }
@@ -117,9 +122,9 @@ describe('matrix-egress explain: no_proxy matches name the entry', () => {
   it('human output shows the matched entry and the variable it came from', () => {
     const run = runBin(['explain', 'url_preview', 'https://x.internal.example/'], ENV);
     assert.equal(run.status, 0);
-    assert.match(run.stdout, /^matched {2}internal\.example \(from no_proxy\)$/m);
-    assert.match(run.stdout, /^route {4}direct$/m);
-    assert.match(run.stdout, /^proxy {4}none \(direct\)$/m);
+    assert.match(run.stdout, /^matched {7}internal\.example \(from no_proxy\)$/m);
+    assert.match(run.stdout, /^route {9}direct$/m);
+    assert.match(run.stdout, /^proxy {9}none \(direct\)$/m);
   });
 });
 
@@ -138,19 +143,20 @@ describe('matrix-egress explain: output shapes', () => {
     }
   });
 
-  it('human output is six aligned lines: type, url, route, proxy (with its variable), reason, matched', () => {
+  it('human output is seven aligned lines: type, url, route, proxy (with its variable), reason, matched, ip blocklist', () => {
     const run = runBin(['explain', 'push', 'https://push.example/notify'], ENV);
     assert.equal(run.status, 0);
     assert.equal(run.stderr, '');
     assert.equal(
       run.stdout,
       [
-        'type     push',
-        'url      https://push.example/notify',
-        'route    proxy',
-        'proxy    http://sp.example:3129 (from HTTPS_PROXY, with credentials)',
-        'reason   push traffic to https URLs goes through HTTPS_PROXY',
-        'matched  none',
+        'type          push',
+        'url           https://push.example/notify',
+        'route         proxy',
+        'proxy         http://sp.example:3129 (from HTTPS_PROXY, with credentials)',
+        'reason        push traffic to https URLs goes through HTTPS_PROXY',
+        'matched       none',
+        'ip blocklist  not checked here (the proxy resolves the host name)',
         '',
       ].join('\n'),
     );
@@ -201,7 +207,7 @@ describe('matrix-egress explain: errors exit 2 with one line on stderr', () => {
   it('bad URL, unsupported URL scheme', () => {
     assertUsageFailure(runBin(['explain', 'push', 'not a url'], ENV), /Invalid URL "not a url"/);
     assertUsageFailure(runBin(['explain', 'push', 'ftp://files.example/'], ENV), /Unsupported URL scheme "ftp:"/);
-    assertUsageFailure(runBin(['explain', 'push', 'https://x.example/', '--json'], { https_proxy: 'http://p:1', no_proxy: '2.3.4' }), /no_proxy entry 1 \("2\.3\.4"\)/);
+    assertUsageFailure(runBin(['explain', 'push', 'https://x.example/', '--json', '--strict-no-proxy'], { https_proxy: 'http://p:1', no_proxy: '2.3.4' }), /no_proxy entry 1 \("2\.3\.4"\)/);
   });
 
   it('bad proxy variable: the message names the variable, the --json flag changes nothing', () => {
@@ -250,18 +256,23 @@ describe('matrix-egress explain: credentials never appear in output (SPEC §7)',
     assert.equal(json.proxy, 'http://sp.example:3129');
   });
 
-  const badEnvs: { name: string; env: Record<string, string>; variable: RegExp }[] = [
+  const badEnvs: { name: string; env: Record<string, string>; variable: RegExp; strict?: boolean }[] = [
     { name: 'socks4 scheme', env: { HTTPS_PROXY: `socks4://${userinfo}@p:1080` }, variable: /HTTPS_PROXY .*supported schemes are http/ },
     { name: 'bad port', env: { http_proxy: `http://${userinfo}@p:0` }, variable: /http_proxy .*port/ },
     { name: 'a path', env: { https_proxy: `https://${userinfo}@p:3128/path` }, variable: /https_proxy .*no path/ },
     { name: 'space in the password', env: { https_proxy: `http://${CANARY_USER}:${CANARY_PASSWORD} x@p:3128` }, variable: /https_proxy .*space/ },
     { name: 'percent-encoded password with CR', env: { https_proxy: `http://${CANARY_USER}:canary%2Dpw%2D7731%0D@p:3128` }, variable: /https_proxy .*CR, LF or NUL/ },
     { name: 'no host', env: { HTTPS_PROXY: `http://${userinfo}@` }, variable: /HTTPS_PROXY .*host is missing/ },
-    { name: 'userinfo in a no_proxy entry', env: { https_proxy: 'http://p:1', NO_PROXY: `ok.example,${userinfo}@internal.example` }, variable: /NO_PROXY entry 2 .*not a URL/ },
+    {
+      name: 'userinfo in a no_proxy entry (--strict-no-proxy)',
+      env: { https_proxy: 'http://p:1', NO_PROXY: `ok.example,${userinfo}@internal.example` },
+      variable: /NO_PROXY entry 2 .*not user credentials/,
+      strict: true,
+    },
   ];
   for (const row of badEnvs) {
     it(`error: ${row.name} → exit 2, names the variable, no credentials`, () => {
-      for (const flags of [[], ['--json']]) {
+      for (const flags of [[], ['--json']].map((f) => ('strict' in row ? [...f, '--strict-no-proxy'] : f))) {
         const run = runBin(['explain', 'push', 'https://x.example/', ...flags], row.env);
         assertUsageFailure(run, row.variable);
         assertNoCanary(run);

@@ -7,7 +7,7 @@ import { parseProxyUrl } from '../../src/config/proxy-url.js';
 import { compileNoProxy } from '../../src/config/no-proxy.js';
 import { compileEgressConfig } from '../../src/config/compile.js';
 import { readProxyEnv } from '../../src/config/env.js';
-import { targetFromUrl } from '../../src/match/target.js';
+import { targetFromHostPort, targetFromUrl } from '../../src/match/target.js';
 import { EgressError, InvalidUrlError, ProxyConfigError } from '../../src/errors.js';
 
 const RUNS = 3000;
@@ -133,6 +133,37 @@ describe('parsers never throw unexpectedly', () => {
         assert.equal(parseProxyUrl(endpoint.url, 'x').url, endpoint.url);
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('targetFromUrl reads WHATWG-canonical IP literals directly (issue #12 decision cost)', () => {
+  const scheme = fc.constantFrom('http', 'https');
+  const host = fc.oneof(
+    fc.ipV4(),
+    fc.ipV6().map((v6) => `[${v6}]`),
+    fc.ipV4().map((v4) => `[::ffff:${v4}]`),
+    fc.ipV4Extended(),
+    fc.domain(),
+  );
+  it('agrees with the general parser on host, port and address for any IP or host', () => {
+    fc.assert(
+      fc.property(scheme, host, fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }), (s, h, port) => {
+        const url = `${s}://${h}${port === undefined ? '' : `:${String(port)}`}/p`;
+        let parsed: URL;
+        try {
+          parsed = new URL(url);
+        } catch {
+          return;
+        }
+        const fast = targetFromUrl(url);
+        const slow = targetFromHostPort(s, parsed.hostname, parsed.port === '' ? (s === 'https' ? 443 : 80) : Number(parsed.port));
+        assert.equal(fast.host, slow.host, url);
+        assert.equal(fast.port, slow.port, url);
+        assert.equal(fast.ip?.kind(), slow.ip?.kind(), url);
+        assert.equal(fast.ip?.toNormalizedString(), slow.ip?.toNormalizedString(), url);
+      }),
+      { numRuns: RUNS },
     );
   });
 });

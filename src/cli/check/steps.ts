@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { compileEgressConfig, type EgressConfig } from '../../config/compile.js';
 import { readProxyEnv, type EnvRecord, type RawEnvValue } from '../../config/env.js';
 import type { ProxyEndpoint } from '../../config/proxy-url.js';
-import { classifyTlsError, proxyTlsErrorFrom, tlsSettingsFor, type TlsSettings } from '../../dispatch/tls.js';
+import { classifyTlsError, proxyTlsErrorFrom, ruleOriginTls, tlsSettingsFor, type TlsSettings } from '../../dispatch/tls.js';
 import { authorityOf, sendConnect, unreachable, type ProxyConnection } from '../../dispatch/tunnel.js';
 import {
   BlockedDestinationError,
@@ -64,6 +64,10 @@ export interface CheckInput {
   readonly timeoutMs: number;
   readonly proxyCa: CaFile | undefined;
   readonly ca: CaFile | undefined;
+  /** `--config`: the JSON configuration file, read as the homeserver reads it. */
+  readonly configFile?: string | undefined;
+  /** `--strict-no-proxy`. */
+  readonly strictNoProxy?: boolean | undefined;
 }
 
 /** A CA file given on the command line. */
@@ -115,7 +119,10 @@ export async function runCheck(input: CheckInput, progress: Progress | undefined
       caGiven: input.ca !== undefined,
       timeoutMs: input.timeoutMs,
     };
-    const tls = tlsSettingsFor(config, input.env);
+    const settings = tlsSettingsFor(config, input.env);
+    // A proxy rule's own `ca` is trusted for its routes, as the library does (src/egress.ts).
+    const ruleCa = decision.rule === null ? undefined : config.proxyRules[decision.rule.index]?.ca;
+    const tls = ruleCa === undefined ? settings : { proxy: settings.proxy, origin: ruleOriginTls(config, ruleCa, input.env) };
     if (decision.proxy === null) await direct(recorder, input, config, tls, context, sockets);
     else await proxied(recorder, input, config, decision.proxy, tls, context, sockets);
   } catch (error) {
@@ -165,6 +172,9 @@ function configurationStep(input: CheckInput): StepOutcome<EgressConfig> {
   try {
     config = compileEgressConfig({
       env: input.env,
+      ...(input.configFile !== undefined && { configFile: input.configFile }),
+      ...(input.strictNoProxy === true && { strictNoProxy: true }),
+      logger: { warn: () => undefined },
       connectTimeout: input.timeoutMs,
       ...(input.proxyCa !== undefined && { proxyCa: input.proxyCa.pem }),
       ...(input.ca !== undefined && { ca: input.ca.pem }),
@@ -185,6 +195,8 @@ function configurationStep(input: CheckInput): StepOutcome<EgressConfig> {
     http_proxy: describeProxy(config.httpProxy, raw.httpProxy),
     https_proxy: describeProxy(config.httpsProxy, raw.httpsProxy),
     no_proxy: noProxy,
+    ...(config.noProxy.skipped.length > 0 && { 'no_proxy skipped': config.noProxy.warnings.join('; ') }),
+    ...(input.configFile !== undefined && { '--config': input.configFile }),
     NODE_EXTRA_CA_CERTS: describeExtraCaCerts(input.env.NODE_EXTRA_CA_CERTS),
   };
   if (input.proxyCa !== undefined) info['--proxy-ca'] = describeCaFile(input.proxyCa);
@@ -526,7 +538,8 @@ async function forward(recorder: Recorder, input: CheckInput, endpoint: ProxyEnd
   const squidError = headerText(answer, 'x-squid-error');
   if (answer.statusCode === 407) {
     const realm = /realm="([^"]*)"/i.exec(headerText(answer, 'proxy-authenticate') ?? '')?.[1];
-    const error = new ProxyAuthenticationError(endpoint.url, input.url.host, realm, endpoint.hasCredentials);
+    // A 407 here answers the forwarded GET, not a CONNECT: the error says so (issue #12).
+    const error = new ProxyAuthenticationError(endpoint.url, input.url.host, realm, endpoint.hasCredentials, true);
     recorder.judgedFailure({
       name: 'proxy authentication',
       ms,

@@ -6,8 +6,10 @@ import { get as httpGet, type IncomingMessage, type RequestOptions } from 'node:
 import { get as httpsGet } from 'node:https';
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { createEgress, type Egress } from '../../../src/egress.js';
+import { EGRESS_CHANNELS } from '../../../src/observability/channels.js';
 import {
   BlockedDestinationError,
   ProxyAuthenticationError,
@@ -67,10 +69,12 @@ describe('SOCKS5h proxy rule for .onion (the Tor recipe) while the rest keeps it
   let clearnetOrigin: TestOrigin;
   let egress: Egress;
   let resolver: ReturnType<typeof recordingLookup>;
+  let onionCa: string;
 
   before(async () => {
     restoreEnv = isolateProxyEnv();
     const ca = createTestCertificateAuthority();
+    onionCa = ca.cert;
     onionOrigin = await createTestOrigin({ tls: { ...ca.issue({ hosts: [ONION] }), ca: ca.cert } });
     clearnetOrigin = await createTestOrigin({ tls: true });
     socks = await createRecordingSocksProxy({ hosts: { [ONION]: '127.0.0.1' }, auth: { username: SOCKS_USER, password: SOCKS_PASSWORD } });
@@ -105,6 +109,27 @@ describe('SOCKS5h proxy rule for .onion (the Tor recipe) while the rest keeps it
     assert.equal(onionOrigin.lastCall()?.url, '/_matrix/key/v2/server');
     assert.deepEqual(resolver.asked, [], 'socks5h never resolves the name locally');
     assert.equal(httpProxy.calls().length, 0);
+  });
+
+  it('SOCKS tunnels are observed like CONNECT tunnels: tunnel events without credentials, stats', async () => {
+    const events: unknown[] = [];
+    const onOpen = (message: unknown): void => {
+      events.push(message);
+    };
+    subscribe(EGRESS_CHANNELS.tunnelOpen, onOpen);
+    const observed = createEgress({ ...LOOPBACK_ALLOWED, env: {}, lookup: resolver.lookup, proxyRules: [{ hosts: '*.onion', proxy: socks.urlWithCredentials(SOCKS_USER, SOCKS_PASSWORD), ca: onionCa }] });
+    try {
+      const response = await observed.fetch('federation', `https://${ONION}:${String(onionOrigin.port)}/`);
+      await response.text();
+      const opened = events.filter((event) => (event as { target?: string }).target === `${ONION}:${String(onionOrigin.port)}`);
+      assert.equal(opened.length, 1, JSON.stringify(events));
+      assert.equal((opened[0] as { proxy: string }).proxy, socks.socks5hUrl);
+      assert.ok(!JSON.stringify(events).includes(SOCKS_PASSWORD));
+      assert.equal(observed.stats().tunnels.opened, 1);
+    } finally {
+      unsubscribe(EGRESS_CHANNELS.tunnelOpen, onOpen);
+      await observed.close();
+    }
   });
 
   it('the same through the https.Agent', async () => {

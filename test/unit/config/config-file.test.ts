@@ -181,7 +181,8 @@ describe('configuration file: precedence', () => {
     const env = { https_proxy: 'http://env-proxy:3128', http_proxy: 'http://env-proxy:3128', no_proxy: 'env.example' };
     const config = compileEgressConfig({ configFile: file, env, httpProxy: 'http://code-proxy:3128', connectTimeout: undefined });
     assert.equal(config.httpsProxy?.host, 'file-proxy');
-    assert.equal(config.sources.httpsProxy, 'option httpsProxy');
+    assert.equal(config.sources.httpsProxy, `config file ${file} at httpsProxy`);
+    assert.equal(config.sources.httpProxy, 'option httpProxy');
     assert.equal(config.httpProxy?.host, 'code-proxy');
     assert.deepEqual(config.noProxy.rules.map((r) => r.entry), ['file.example']);
     assert.equal(config.connectTimeout, 1234);
