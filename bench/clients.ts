@@ -17,7 +17,7 @@ type UndiciRequest = typeof import('undici').request;
 export interface ClientContext {
   /** PEM of the CA that signed the HTTPS origin. */
   readonly ca: string;
-  /** `http://127.0.0.1:<port>` of Squid. */
+  /** `http://127.0.0.1:<port>` of Squid, or `socks5h://127.0.0.1:<port>` of Dante for SOCKS clients. */
   readonly proxyUrl: string;
   /** Scheme of the URLs this adapter will be asked for. */
   readonly scheme: 'http' | 'https';
@@ -43,6 +43,11 @@ export const CLIENT_NAMES = [
   'http-proxy-agent',
   'proxy-agent',
   'hpagent',
+  'egress-socks-request',
+  'egress-socks-fetch',
+  'egress-socks-agent',
+  'undici-socks5',
+  'socks-proxy-agent',
 ] as const;
 /** A client name. */
 export type ClientName = (typeof CLIENT_NAMES)[number];
@@ -52,8 +57,13 @@ export interface ClientSpec {
   readonly name: ClientName;
   /** Label for the report. */
   readonly label: string;
-  /** Through Squid (false: straight to the origin, a reference). */
+  /** Through the proxy (false: straight to the origin, a reference). */
   readonly proxied: boolean;
+  /**
+   * `'socks'`: through Dante, a SOCKS5 proxy (`npm run bench -- --socks`); the context's `proxyUrl`
+   * is then Dante's `socks5h://` URL. **Default:** through Squid, an HTTP proxy.
+   */
+  readonly via?: 'socks';
   /** Schemes it is measured on. */
   readonly schemes: readonly ('http' | 'https')[];
   create(context: ClientContext): Promise<BenchClient>;
@@ -123,6 +133,35 @@ function egressOptions(ca: string, proxyUrl: string): EgressOptions {
   return { env: { https_proxy: proxyUrl, http_proxy: proxyUrl }, ca, ipAllowlist: ['127.0.0.0/8'] };
 }
 
+/** The URL with the `socks5:` scheme: undici's Socks5ProxyAgent refuses `socks5h:` (it always sends the name). */
+function socks5Scheme(proxyUrl: string): string {
+  return proxyUrl.replace(/^socks5h:/, 'socks5:');
+}
+
+/** matrix-egress's dispatcher with undici `request`; the proxy (HTTP or SOCKS) comes from `proxyUrl`. */
+const createEgressRequest: ClientSpec['create'] = async ({ ca, proxyUrl }) => {
+  const [{ createEgress }, { request }] = await Promise.all([import('../src/index.js'), import('undici')]);
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  const dispatcher = egress.dispatcher('push');
+  return { get: (url) => undiciGet(request, url, dispatcher), close: () => egress.close() };
+};
+
+/** matrix-egress's `fetch`. */
+const createEgressFetch: ClientSpec['create'] = async ({ ca, proxyUrl }) => {
+  const { createEgress } = await import('../src/index.js');
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  return { get: async (url) => readResponse(await egress.fetch('push', url)), close: () => egress.close() };
+};
+
+/** matrix-egress's `http.Agent` / `https.Agent` with `http.get` / `https.get`. */
+const createEgressAgent: ClientSpec['create'] = async ({ ca, proxyUrl, scheme }) => {
+  const { createEgress } = await import('../src/index.js');
+  const egress = createEgress(egressOptions(ca, proxyUrl));
+  const agent = scheme === 'https' ? egress.httpsAgent('push') : egress.agent('push');
+  const get = await nodeGetFor(scheme);
+  return { get: (url) => nodeGet(get, url, agent), close: () => egress.close() };
+};
+
 /** Every client, by name. */
 export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
   'direct-undici': {
@@ -166,36 +205,21 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
     label: 'matrix-egress dispatcher + undici request',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const [{ createEgress }, { request }] = await Promise.all([import('../src/index.js'), import('undici')]);
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const dispatcher = egress.dispatcher('push');
-      return { get: (url) => undiciGet(request, url, dispatcher), close: () => egress.close() };
-    },
+    create: createEgressRequest,
   },
   'egress-fetch': {
     name: 'egress-fetch',
     label: 'matrix-egress fetch',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      return { get: async (url) => readResponse(await egress.fetch('push', url)), close: () => egress.close() };
-    },
+    create: createEgressFetch,
   },
   'egress-agent': {
     name: 'egress-agent',
     label: 'matrix-egress http.Agent (https.get / http.get)',
     proxied: true,
     schemes: BOTH,
-    async create({ ca, proxyUrl, scheme }) {
-      const { createEgress } = await import('../src/index.js');
-      const egress = createEgress(egressOptions(ca, proxyUrl));
-      const agent = scheme === 'https' ? egress.httpsAgent('push') : egress.agent('push');
-      const get = await nodeGetFor(scheme);
-      return { get: (url) => nodeGet(get, url, agent), close: () => egress.close() };
-    },
+    create: createEgressAgent,
   },
   'undici-proxyagent': {
     name: 'undici-proxyagent',
@@ -263,6 +287,57 @@ export const CLIENTS: Readonly<Record<ClientName, ClientSpec>> = {
         scheme,
         scheme === 'https' ? new HttpsProxyAgent({ proxy: proxyUrl, keepAlive: true, ca }) : new HttpProxyAgent({ proxy: proxyUrl, keepAlive: true }),
       );
+    },
+  },
+  // SOCKS5 through Dante: every client sends the name (socks5h), as a Tor route would.
+  'egress-socks-request': {
+    name: 'egress-socks-request',
+    label: 'matrix-egress dispatcher + undici request, SOCKS5h',
+    proxied: true,
+    via: 'socks',
+    schemes: BOTH,
+    create: createEgressRequest,
+  },
+  'egress-socks-fetch': {
+    name: 'egress-socks-fetch',
+    label: 'matrix-egress fetch, SOCKS5h',
+    proxied: true,
+    via: 'socks',
+    schemes: BOTH,
+    create: createEgressFetch,
+  },
+  'egress-socks-agent': {
+    name: 'egress-socks-agent',
+    label: 'matrix-egress http.Agent, SOCKS5h',
+    proxied: true,
+    via: 'socks',
+    schemes: BOTH,
+    create: createEgressAgent,
+  },
+  'undici-socks5': {
+    name: 'undici-socks5',
+    label: 'undici Socks5ProxyAgent (experimental in undici 7)',
+    proxied: true,
+    via: 'socks',
+    schemes: BOTH,
+    async create({ ca, proxyUrl }) {
+      const { Socks5ProxyAgent, request } = await import('undici');
+      // The runtime reads `requestTls` for origin TLS (lib/dispatcher/socks5-proxy-agent.js); undici 7.30's types omit it.
+      const options: NonNullable<ConstructorParameters<typeof Socks5ProxyAgent>[1]> & { readonly requestTls: { readonly ca: string } } = { requestTls: { ca } };
+      const agent = new Socks5ProxyAgent(socks5Scheme(proxyUrl), options);
+      return { get: (url) => undiciGet(request, url, agent), close: () => agent.close() };
+    },
+  },
+  'socks-proxy-agent': {
+    name: 'socks-proxy-agent',
+    label: 'socks-proxy-agent (keepAlive), SOCKS5h',
+    proxied: true,
+    via: 'socks',
+    schemes: BOTH,
+    async create({ ca, proxyUrl, scheme }) {
+      const { SocksProxyAgent } = await import('socks-proxy-agent');
+      // As with https-proxy-agent, origin TLS options come with each request.
+      return agentClient(scheme, new SocksProxyAgent(proxyUrl, { keepAlive: true }), { ca });
     },
   },
 };

@@ -138,13 +138,15 @@ function summarize(records: readonly JobRecord[]): Summary[] {
   return summaries;
 }
 
-function workloadTable(workload: WorkloadName, summaries: readonly Summary[]): string {
+function workloadTable(workload: WorkloadName, summaries: readonly Summary[], proxy: 'Squid' | 'Dante' = 'Squid'): string {
   const w = WORKLOADS[workload];
   const unit = w.path === '/1mib' ? 'MiB/s' : 'req/s';
+  // Dante's log counts SOCKS CONNECTs that opened a tunnel; Squid's access log counts HTTP CONNECTs.
+  const tunnels = proxy === 'Squid' ? 'proxy conns / CONNECTs' : 'proxy conns / SOCKS tunnels';
   const lines = [
     `### ${w.title}`,
     '',
-    `| Client | ${unit} (median) | min–max | × direct | client CPU µs/req | Squid CPU µs/req | total CPU µs/req | proxy conns / CONNECTs | origin conns | peak RSS MiB | failures |`,
+    `| Client | ${unit} (median) | min–max | × direct | client CPU µs/req | ${proxy} CPU µs/req | total CPU µs/req | ${tunnels} | origin conns | peak RSS MiB | failures |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const s of summaries.filter((x) => x.workload === workload)) {
@@ -246,6 +248,20 @@ function evaluateTargets(summaries: readonly Summary[], decision: DecisionResult
   return lines;
 }
 
+/** The date, machine and versions lines that open a report. */
+function runLines(environment: Environment): string[] {
+  const versions = Object.entries(environment.versions)
+    .map(([name, version]) => `${name} ${version}`)
+    .join(', ');
+  return [
+    `- Date: ${environment.date}; ${String(environment.rounds)} interleaved round(s)` +
+      (environment.rounds < environment.roundsPlanned ? ` of ${String(environment.roundsPlanned)} planned (time budget)` : '') +
+      `; ${formatNumber(environment.elapsedSeconds)} s in all.`,
+    `- Machine: ${environment.cpuModel}, ${String(environment.cores)} cores, ${formatNumber(environment.memoryGiB)} GiB RAM, ${environment.platform}.`,
+    `- Node ${environment.node}; ${versions}; ${environment.squid}.`,
+  ];
+}
+
 /** The whole report as markdown. */
 export function renderReport(
   environment: Environment,
@@ -262,17 +278,10 @@ export function renderReport(
   );
   const others = records.map(otherLoadCores).filter(Number.isFinite);
   const [, othersMax] = range(others);
-  const versions = Object.entries(environment.versions)
-    .map(([name, version]) => `${name} ${version}`)
-    .join(', ');
   const parts = [
     '# matrix-egress benchmark results',
     '',
-    `- Date: ${environment.date}; ${String(environment.rounds)} interleaved round(s)` +
-      (environment.rounds < environment.roundsPlanned ? ` of ${String(environment.roundsPlanned)} planned (time budget)` : '') +
-      `; ${formatNumber(environment.elapsedSeconds)} s in all.`,
-    `- Machine: ${environment.cpuModel}, ${String(environment.cores)} cores, ${formatNumber(environment.memoryGiB)} GiB RAM, ${environment.platform}.`,
-    `- Node ${environment.node}; ${versions}; ${environment.squid}.`,
+    ...runLines(environment),
     '- Origins, Squid and clients all on loopback on this machine, so they share its cores.',
     '- Each cell is the median over rounds; every client runs each workload in its own process (peak RSS is that process\'s `maxRSS`).',
     '- "proxy conns" = TCP connections the client opened to Squid (counted in the client); "CONNECTs" = CONNECT lines in Squid\'s access log; both include the warm-up.',
@@ -330,4 +339,49 @@ export function renderReport(
     );
   }
   return parts.join('\n');
+}
+
+/** SOCKS5 clients, in report order. */
+const SOCKS_CLIENTS = CLIENT_NAMES.filter((name) => CLIENTS[name].via === 'socks');
+
+/**
+ * The report of a `--socks` run: the same throughput tables, through Dante instead of Squid, and the
+ * tunnel check (one tunnel per request in flight).
+ */
+export function renderSocksReport(environment: Environment, records: readonly JobRecord[]): string {
+  const summaries = summarize(records);
+  const workloads = WORKLOAD_NAMES.filter((w) => summaries.some((s) => s.workload === w));
+  const others = records.map(otherLoadCores).filter(Number.isFinite);
+  const [, othersMax] = range(others);
+  const tunnelLines = workloads.flatMap((workload) =>
+    summaries
+      .filter((s) => s.workload === workload && SOCKS_CLIENTS.includes(s.client))
+      .map((s) => {
+        const limit = WORKLOADS[workload].concurrency;
+        return `| ${CLIENTS[s.client].label}, ${workload} | ≤ ${String(limit)} | ${String(s.proxyConnections)} / ${String(s.squidConnects)} | ${s.squidConnects <= limit ? 'met' : 'missed'} |`;
+      }),
+  );
+  return [
+    '# matrix-egress SOCKS5 benchmark results',
+    '',
+    ...runLines(environment),
+    '- Origins, Dante (no authentication, names resolved from its own hosts file) and clients all on loopback on this machine, so they share its cores.',
+    '- Each cell is the median over rounds; every client runs each workload in its own process. Every SOCKS client sends the name (socks5h), as a Tor route would.',
+    '- "proxy conns" = TCP connections the client opened to Dante (counted in the client); "SOCKS tunnels" = `pass … tcp/connect [` lines in Dante\'s log; both include the warm-up.',
+    '- Dante CPU is the sum over its mother and child processes (from /proc, 10 ms ticks).',
+    ...(others.length === 0
+      ? []
+      : [`- Background load: other processes used a median ${formatNumber(median(others), 2)} cores (max ${formatNumber(othersMax, 2)}) during the timed parts.`]),
+    ...environment.notes.map((note) => `- ${note}`),
+    '',
+    '## Throughput through Dante',
+    '',
+    ...workloads.flatMap((w) => [workloadTable(w, summaries, 'Dante'), '']),
+    '## Tunnels ≤ requests in flight',
+    '',
+    '| Client, workload | limit | proxy conns / SOCKS tunnels (max over rounds) | verdict |',
+    '|---|---:|---:|---|',
+    ...tunnelLines,
+    '',
+  ].join('\n');
 }

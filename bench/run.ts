@@ -6,7 +6,9 @@
  *
  * Options: --rounds N (default 3), --clients a,b, --workloads w1,w2, --time-cap MS (per workload
  * run, default 60000), --budget S (stop starting rounds after S seconds, default 480),
- * --no-decision, --no-overhead, --no-observability, --cpu-prof (workers write V8 CPU profiles to bench/results/profiles/).
+ * --no-decision, --no-overhead, --no-observability, --cpu-prof (workers write V8 CPU profiles to bench/results/profiles/),
+ * --socks (SOCKS5 through a real Dante instead: the direct references and the SOCKS clients, written to
+ * bench/results/socks-latest.md).
  * @module
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -16,13 +18,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { assertDanteAvailable, childProcesses, startDante, type DanteInstance } from '../test/support/dante.js';
 import { assertSquidAvailable, startSquid, type SquidInstance } from '../test/support/squid.js';
 import { CLIENTS, CLIENT_NAMES, type ClientName } from './clients.js';
 import type { DecisionResults } from './decision.js';
 import { startOrigins, type BenchOrigins } from './origin.js';
 import type { OverheadFigure } from './overhead.js';
 import type { MicroFigure, ObservabilityFigure } from './observability.js';
-import { renderReport, type Environment, type JobRecord } from './report.js';
+import { renderReport, renderSocksReport, type Environment, type JobRecord } from './report.js';
 import type { WorkerJob, WorkerMessage, WorkerResult } from './worker.js';
 import { DEFAULT_TIME_CAP_MS, WORKLOAD_NAMES, WORKLOADS, type WorkloadName } from './workloads.js';
 
@@ -47,16 +50,21 @@ function childEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** Reads what Squid appended to its access log since the last call, and its CPU time. */
-class SquidMeter {
+/** How a line of a proxy's log counts: a tunnel, a forwarded request, or nothing. */
+type LineKind = 'connect' | 'request' | undefined;
+
+/** Reads what a proxy (Squid or Dante) appended to its log since the last call, and its CPU time. */
+class ProxyMeter {
   readonly #logPath: string;
-  readonly #statPath: string;
+  readonly #pids: () => readonly number[];
+  readonly #classify: (line: string) => LineKind;
   readonly #ticksPerSecond: number;
   #offset = 0;
 
-  constructor(squid: SquidInstance) {
-    this.#logPath = join(squid.dir, 'access.log');
-    this.#statPath = `/proc/${String(squid.pid)}/stat`;
+  constructor(logPath: string, pids: () => readonly number[], classify: (line: string) => LineKind) {
+    this.#logPath = logPath;
+    this.#pids = pids;
+    this.#classify = classify;
     let ticks = 100;
     try {
       ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -66,15 +74,34 @@ class SquidMeter {
     this.#ticksPerSecond = ticks;
   }
 
-  /** Squid's user + system CPU so far, µs (0 when /proc is not readable). */
+  /** Squid's CONNECT lines are tunnels, its other lines forwarded requests. */
+  static forSquid(squid: SquidInstance): ProxyMeter {
+    return new ProxyMeter(join(squid.dir, 'access.log'), () => [squid.pid], (line) => {
+      const method = line.split(' ')[2];
+      return method === undefined ? undefined : method === 'CONNECT' ? 'connect' : 'request';
+    });
+  }
+
+  /** Dante logs `pass(n): tcp/connect [: …` when a SOCKS tunnel opens; its CPU is spread over its children. */
+  static forDante(dante: DanteInstance): ProxyMeter {
+    return new ProxyMeter(join(dante.dir, 'danted.log'), () => [dante.pid, ...childProcesses(dante.pid)], (line) =>
+      /: pass\(\d+\): tcp\/connect \[: /.test(line) ? 'connect' : undefined,
+    );
+  }
+
+  /** The proxy's user + system CPU so far (all its processes), µs (0 when /proc is not readable). */
   cpuMicros(): number {
-    try {
-      const stat = readFileSync(this.#statPath, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / this.#ticksPerSecond;
-    } catch {
-      return 0;
+    let ticks = 0;
+    for (const pid of this.#pids()) {
+      try {
+        const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // exited
+      }
     }
+    return (ticks * 1_000_000) / this.#ticksPerSecond;
   }
 
   /** CPU time the whole machine spent busy so far (all processes, all cores), µs; 0 without /proc. */
@@ -89,7 +116,7 @@ class SquidMeter {
     }
   }
 
-  /** Counts of CONNECT and other lines appended since the last call. */
+  /** Counts of tunnel and other lines appended since the last call. */
   drain(): { connects: number; requests: number } {
     let fd: number;
     try {
@@ -108,10 +135,9 @@ class SquidMeter {
       let connects = 0;
       let requests = 0;
       for (const line of text.slice(0, complete).split('\n')) {
-        const method = line.split(' ')[2];
-        if (method === undefined) continue;
-        if (method === 'CONNECT') connects++;
-        else requests++;
+        const kind = this.#classify(line);
+        if (kind === 'connect') connects++;
+        else if (kind === 'request') requests++;
       }
       return { connects, requests };
     } finally {
@@ -122,10 +148,16 @@ class SquidMeter {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A running proxy as the runner uses it. */
+interface BenchProxy {
+  readonly url: string;
+  readonly meter: ProxyMeter;
+}
+
 interface RunContext {
   readonly origins: BenchOrigins;
-  readonly squid: SquidInstance;
-  readonly meter: SquidMeter;
+  /** Squid for the HTTP-proxy clients, Dante for the SOCKS ones (`via: 'socks'`). */
+  readonly proxyFor: (client: ClientName) => BenchProxy;
   readonly timeCapMs: number;
   /** Extra node flags for workers (`--cpu-prof …`). */
   readonly workerFlags: readonly string[];
@@ -133,15 +165,16 @@ interface RunContext {
 
 /** Run one worker and measure around it. */
 async function runJob(context: RunContext, round: number, client: ClientName, workload: WorkloadName): Promise<JobRecord> {
-  const { origins, squid, meter } = context;
+  const { origins } = context;
+  const { url: proxyUrl, meter } = context.proxyFor(client);
   const origin = WORKLOADS[workload].scheme === 'https' ? origins.https : origins.http;
   meter.drain();
   const originBefore = origin.connections;
-  const job: WorkerJob = { client, workload, origin: origin.url, proxyUrl: squid.url, ca: origins.ca, timeCapMs: context.timeCapMs };
+  const job: WorkerJob = { client, workload, origin: origin.url, proxyUrl, ca: origins.ca, timeCapMs: context.timeCapMs };
   const flags = context.workerFlags.length === 0 ? [] : [...context.workerFlags, '--cpu-prof-name', `${client}.${workload}.r${String(round)}.cpuprofile`];
   const child = spawn(process.execPath, [...flags, join(here, 'worker.js'), JSON.stringify(job)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: childEnv({ http_proxy: squid.url, https_proxy: squid.url, HTTP_PROXY: squid.url, HTTPS_PROXY: squid.url }),
+    env: childEnv({ http_proxy: proxyUrl, https_proxy: proxyUrl, HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl }),
   });
   // An object, so flow analysis sees the assignments made in the callbacks.
   const state: { result: WorkerResult | undefined; killed: boolean } = { result: undefined, killed: false };
@@ -174,7 +207,8 @@ async function runJob(context: RunContext, round: number, client: ClientName, wo
   const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code); }));
   clearTimeout(killer);
 
-  // Squid logs a CONNECT when its tunnel closes, a moment after the worker's sockets close.
+  // Squid logs a CONNECT when its tunnel closes, a moment after the worker's sockets close (Dante
+  // logs a tunnel when it opens; the wait then ends at once).
   const { result } = state;
   const expected = result?.proxyConnections ?? 0;
   let connects = 0;
@@ -244,6 +278,17 @@ function versionOf(name: string): string {
   }
 }
 
+function danteVersion(): string {
+  for (const binary of ['danted', '/usr/sbin/danted']) {
+    try {
+      return execFileSync(binary, ['-v'], { encoding: 'utf8' }).split('.  ')[0]?.trim() ?? 'Dante';
+    } catch {
+      // try the next
+    }
+  }
+  return 'Dante (version unknown)';
+}
+
 function squidVersion(): string {
   for (const binary of ['squid', '/usr/sbin/squid']) {
     try {
@@ -267,21 +312,37 @@ async function main(): Promise<void> {
       'cpu-prof': { type: 'boolean', default: false },
       'no-overhead': { type: 'boolean', default: false },
       'no-observability': { type: 'boolean', default: false },
+      socks: { type: 'boolean', default: false },
     },
   });
   const roundsPlanned = Math.max(1, Math.min(20, Number(values.rounds) || 3));
-  const clients = parseList(values.clients, CLIENT_NAMES, 'client');
+  const socksMode = values.socks;
+  // Without --clients: the HTTP-proxy clients, or with --socks the direct references and the SOCKS clients.
+  const directReferences: readonly ClientName[] = ['direct-undici', 'direct-undici-fetch', 'direct-node'];
+  const defaultClients = CLIENT_NAMES.filter((c) => (socksMode ? CLIENTS[c].via === 'socks' || directReferences.includes(c) : CLIENTS[c].via === undefined));
+  const clients = values.clients === undefined ? defaultClients : parseList(values.clients, CLIENT_NAMES, 'client');
+  const needsSquid = clients.some((c) => CLIENTS[c].proxied && CLIENTS[c].via === undefined) || !socksMode;
+  const needsDante = clients.some((c) => CLIENTS[c].via === 'socks') || socksMode;
   const workloads = parseList(values.workloads, WORKLOAD_NAMES, 'workload');
   const timeCapMs = Math.max(1_000, Math.min(600_000, Number(values['time-cap']) || DEFAULT_TIME_CAP_MS));
   const budgetMs = Math.max(10, Number(values.budget) || 480) * 1000;
 
-  assertSquidAvailable();
+  if (needsSquid) assertSquidAvailable();
+  if (needsDante) assertDanteAvailable();
   const started = performance.now();
   const origins = await startOrigins();
-  const squid = await startSquid();
+  const squid = needsSquid ? await startSquid() : undefined;
+  const dante = needsDante ? await startDante() : undefined;
   const workerFlags = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles')] : [];
   const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  const context: RunContext = { origins, squid, meter: new SquidMeter(squid), timeCapMs, workerFlags };
+  const squidProxy = squid === undefined ? undefined : { url: squid.url, meter: ProxyMeter.forSquid(squid) };
+  const danteProxy = dante === undefined ? undefined : { url: dante.socks5hUrl, meter: ProxyMeter.forDante(dante) };
+  const proxyFor = (client: ClientName): BenchProxy => {
+    const proxy = CLIENTS[client].via === 'socks' ? (danteProxy ?? squidProxy) : (squidProxy ?? danteProxy);
+    if (proxy === undefined) throw new Error('no proxy started');
+    return proxy;
+  };
+  const context: RunContext = { origins, proxyFor, timeCapMs, workerFlags };
   const records: JobRecord[] = [];
   const notes: string[] = [];
   let rounds = 0;
@@ -311,22 +372,23 @@ async function main(): Promise<void> {
       lastRoundMs = performance.now() - roundStart;
     }
   } finally {
-    await squid.stop({ force: true });
+    await squid?.stop({ force: true });
+    await dante?.stop({ force: true });
     await origins.close();
   }
 
   let decision: DecisionResults | undefined;
-  if (!values['no-decision']) {
+  if (!values['no-decision'] && !socksMode) {
     console.log('\n== no_proxy decision micro-benchmark ==');
     decision = await runJsonChild<DecisionResults>('decision.js', 180_000);
   }
   let overhead: OverheadFigure[] | undefined;
-  if (!values['no-overhead']) {
+  if (!values['no-overhead'] && !socksMode) {
     console.log('== dispatch overhead (no proxy) ==');
     overhead = await runJsonChild<OverheadFigure[]>('overhead.js', 120_000);
   }
   let observability: { micro: MicroFigure[]; figures: ObservabilityFigure[] } | undefined;
-  if (!values['no-observability']) {
+  if (!values['no-observability'] && !socksMode) {
     console.log('== observability overhead (no proxy) ==');
     observability = await runJsonChild<{ micro: MicroFigure[]; figures: ObservabilityFigure[] }>('observability.js', 180_000);
   }
@@ -339,9 +401,11 @@ async function main(): Promise<void> {
     node: process.version,
     platform: `${platform()} ${release()}`,
     versions: Object.fromEntries(
-      ['undici', 'https-proxy-agent', 'http-proxy-agent', 'proxy-agent', 'hpagent', 'proxy-from-env'].map((name) => [name, versionOf(name)]),
+      (socksMode ? ['undici', 'socks', 'socks-proxy-agent'] : ['undici', 'https-proxy-agent', 'http-proxy-agent', 'proxy-agent', 'hpagent', 'proxy-from-env']).map(
+        (name) => [name, versionOf(name)],
+      ),
     ),
-    squid: squidVersion(),
+    squid: [squid === undefined ? undefined : squidVersion(), dante === undefined ? undefined : danteVersion()].filter((v) => v !== undefined).join('; '),
     rounds,
     roundsPlanned,
     elapsedSeconds: (performance.now() - started) / 1000,
@@ -350,12 +414,13 @@ async function main(): Promise<void> {
       `Load average at the start: ${loadAtStart}; at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}. Free memory at the end: ${(freemem() / 1024 ** 3).toFixed(1)} GiB.`,
     ],
   };
-  const markdown = renderReport(environment, records, decision, overhead, observability);
+  const markdown = socksMode ? renderSocksReport(environment, records) : renderReport(environment, records, decision, overhead, observability);
+  const base = socksMode ? 'socks-latest' : 'latest';
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, 'latest.md'), markdown);
-  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify({ environment, records, decision, overhead, observability }, null, 1)}\n`);
+  writeFileSync(join(resultsDir, `${base}.md`), markdown);
+  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify({ environment, records, decision, overhead, observability }, null, 1)}\n`);
   console.log(`\n${markdown}`);
-  console.log(`Written to ${join(resultsDir, 'latest.md')}`);
+  console.log(`Written to ${join(resultsDir, `${base}.md`)}`);
 }
 
 await main();

@@ -74,7 +74,7 @@ describe('docs/guides/testing-proxy-routing.md shows the examples as they are', 
     ? [...readFileSync(GUIDE, 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((match) => (match[1] ?? '').trim())
     : [];
 
-  for (const name of ['notifier.ts', 'testing-push-routing.ts', 'check-routing.ts']) {
+  for (const name of ['notifier.ts', 'testing-push-routing.ts', 'check-routing.ts', 'testing-onion-routing.ts']) {
     it(`${name} appears verbatim in the guide`, () => {
       assert.ok(blocks.length > 0, `no \`\`\`ts blocks in ${GUIDE}`);
       const source = readFileSync(join(SOURCES, name), 'utf8').trim();

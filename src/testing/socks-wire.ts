@@ -66,7 +66,7 @@ export interface SocksRequest {
 }
 
 /** Thrown by {@link ByteReader.read} when the peer closed before enough bytes arrived. */
-export class ShortReadError extends Error {
+class ShortReadError extends Error {
   constructor() {
     super('the client closed the connection in the middle of a SOCKS message');
     this.name = 'ShortReadError';

@@ -17,13 +17,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants as fsConstants, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { md5Crypt } from './md5-crypt.js';
-import { freePort, killChild } from './squid.js';
+import { freePort, hostsFile, killChild } from './squid.js';
 
 /** Options for {@link startDante}. A port on 127.0.0.1 is always opened. */
 export interface StartDanteOptions {
@@ -96,7 +96,6 @@ export interface DanteInstance {
 }
 
 const STOP_GRACE_MS = 5_000;
-const LOOPBACK_V4 = /^127(?:\.\d{1,3}){3}$/;
 const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 function findExecutable(name: string): string | undefined {
@@ -115,7 +114,7 @@ function findExecutable(name: string): string | undefined {
 }
 
 /** Path of libnss_wrapper.so (Debian installs it under the multiarch directory), or `undefined`. */
-export function findNssWrapper(): string | undefined {
+function findNssWrapper(): string | undefined {
   const dirs = ['/usr/lib', '/usr/lib64', '/usr/local/lib'];
   for (const dir of dirs) {
     const direct = join(dir, 'libnss_wrapper.so');
@@ -133,7 +132,7 @@ export function findNssWrapper(): string | undefined {
 }
 
 /** Whether danted and nss_wrapper are installed, so tests can fail with a clear message. */
-export function danteAvailable(): boolean {
+function danteAvailable(): boolean {
   return findExecutable('danted') !== undefined && findNssWrapper() !== undefined;
 }
 
@@ -142,20 +141,6 @@ export function assertDanteAvailable(): void {
   if (!danteAvailable()) {
     throw new Error('Dante is not installed (need danted and libnss_wrapper.so); run: bash scripts/dante.sh install');
   }
-}
-
-function isLoopback(address: string): boolean {
-  return LOOPBACK_V4.test(address) || (isIP(address) === 6 && address.replace(/^(0{0,4}:)+/, '') === '1');
-}
-
-function hostsFile(extra: Readonly<Record<string, string>>): string {
-  const lines = ['127.0.0.1 localhost', '::1 ip6-localhost ip6-loopback'];
-  for (const [name, address] of Object.entries(extra)) {
-    if (!isLoopback(address)) throw new TypeError(`Option \`hosts.${name}\`: ${address} is not a loopback address`);
-    if (!/^[A-Za-z0-9.-]+$/.test(name)) throw new TypeError(`Option \`hosts\`: bad host name ${JSON.stringify(name)}`);
-    lines.push(`${address} ${name}`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 interface Accounts {
@@ -365,7 +350,8 @@ async function launch(options: StartDanteOptions): Promise<DanteInstance> {
       'passwd': account.passwd,
       'group': account.group,
       'shadow': account.shadow,
-      'hosts': hostsFile(options.hosts ?? {}),
+      // Dante's external address is IPv4 unless `ipv6`: `localhost` must not resolve to ::1 first.
+      'hosts': hostsFile(options.hosts ?? {}, { localhostOnIpv6: ipv6 }),
       'danted.conf': danteConfig({
         dir,
         port,

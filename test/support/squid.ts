@@ -201,8 +201,12 @@ function checkPorts(ports: readonly number[]): void {
   }
 }
 
-function hostsFile(extra: Readonly<Record<string, string>>): string {
-  const lines = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback'];
+/**
+ * A private hosts file: `localhost` and the `extra` names, each on a loopback address (anything else
+ * is refused). Shared with test/support/dante.ts; `localhostOnIpv6: false` leaves `localhost` IPv4-only.
+ */
+export function hostsFile(extra: Readonly<Record<string, string>>, { localhostOnIpv6 = true } = {}): string {
+  const lines = ['127.0.0.1 localhost', `::1 ${localhostOnIpv6 ? 'localhost ' : ''}ip6-localhost ip6-loopback`];
   for (const [name, address] of Object.entries(extra)) {
     // Targets must stay on loopback, whatever a test asks for.
     if (!(LOOPBACK_V4.test(address) || (isIP(address) === 6 && address.replace(/^(0{0,4}:)+/, '') === '1'))) {
