@@ -24,7 +24,7 @@ const CODE_ONLY_KEYS: ReadonlySet<string> = new Set(['env', 'logger', 'lookup', 
  * Keys only a file has, each read into an option. `caFile`/`proxyCaFile`: a path or a list of paths to
  * PEM files, relative to the folder of the configuration file.
  */
-export const FILE_ONLY_KEYS = { caFile: 'ca', proxyCaFile: 'proxyCa' } as const satisfies Record<string, keyof EgressOptions>;
+const FILE_ONLY_KEYS = { caFile: 'ca', proxyCaFile: 'proxyCa' } as const satisfies Record<string, keyof EgressOptions>;
 
 /** Every key a configuration file may hold, `$schema` included. */
 export function configFileKeys(): readonly string[] {

@@ -250,7 +250,7 @@ function v6NetworkKey(parts: readonly number[], prefixLength: number): string {
  * Wildcard match where `*` is any run of characters. Linear backtracking to the last star, so a
  * pattern of many stars costs O(pattern × host), never the exponential time of a naive regex.
  */
-export function globMatch(pattern: string, text: string): boolean {
+function globMatch(pattern: string, text: string): boolean {
   let p = 0;
   let t = 0;
   let star = -1;
