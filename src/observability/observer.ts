@@ -26,7 +26,7 @@ import { countCode, StatsRecorder, type EgressStats } from './stats.js';
 const CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 /** The stable code of an error, as a bounded label: its `code` when it looks like one, else a name-based fallback. */
-export function errorCodeOf(error: unknown): string {
+function errorCodeOf(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CODE_PATTERN.test(code)) return code;
   const name = (error as { name?: unknown } | null)?.name;

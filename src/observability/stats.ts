@@ -52,7 +52,7 @@ export interface EgressStats {
 export type StatsRoute = Route | 'none';
 
 /** Most distinct error codes counted by name per table; later new codes count as `OTHER` (bounded labels). */
-export const MAX_ERROR_CODES = 64;
+const MAX_ERROR_CODES = 64;
 
 class RouteCounters {
   requests = 0;

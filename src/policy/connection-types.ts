@@ -50,14 +50,6 @@ export interface ConnectionTypePolicy {
   readonly alwaysDirect: boolean;
 }
 
-/**
- * The routing profile of a policy: types whose profile is equal route every request the same way,
- * so they share one dispatcher and one pair of agents.
- */
-export function routingProfile(policy: ConnectionTypePolicy): string {
-  return `${policy.route}|${policy.proxySelection}|${String(policy.alwaysDirect)}|${String(policy.ipBlocklist)}`;
-}
-
 /** Whether direct connections of a built-in type are checked against the IP blocklist by default. */
 const BLOCKLIST_BY_DEFAULT: Readonly<Record<BuiltInConnectionType, boolean>> = {
   push: true,

@@ -66,11 +66,15 @@ function importedPackages(dir: string): Set<string> {
 }
 
 interface LsNode {
+  /** Absent for a package npm lists without installing it (an optional peer nobody installed). */
+  readonly version?: string;
   readonly dependencies?: Record<string, LsNode>;
 }
 
+/** The installed packages of the tree. */
 function treeNames(node: LsNode, into = new Set<string>()): Set<string> {
   for (const [name, child] of Object.entries(node.dependencies ?? {})) {
+    if (child.version === undefined) continue;
     into.add(name);
     treeNames(child, into);
   }
@@ -99,7 +103,12 @@ function loadedPackages(project: string, specifier: string): { packages: Set<str
 describe('the packed package, installed into a fresh project', { timeout: 4 * NPM_TIMEOUT_MS }, () => {
   let work: string;
   let project: string;
-  let manifest: { scripts?: Record<string, string>; dependencies?: Record<string, string> };
+  let manifest: {
+    scripts?: Record<string, string>;
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+    peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  };
 
   before(() => {
     assert.ok(existsSync(join(DIST, 'index.js')), 'dist/ is missing: run `npm run build` first');
@@ -126,7 +135,15 @@ describe('the packed package, installed into a fresh project', { timeout: 4 * NP
   });
 
   it('declares exactly the packages dist/ imports, and installs nothing else', () => {
-    const imported = [...importedPackages(join(project, 'node_modules', 'matrix-egress', 'dist'))].sort();
+    const all = [...importedPackages(join(project, 'node_modules', 'matrix-egress', 'dist'))].sort();
+    // An optional peer (prom-client, imported only by matrix-egress/prometheus, #16) is the
+    // homeserver's to install: declared as a peer, never as a dependency, and not installed here.
+    const optionalPeers = Object.entries(manifest.peerDependenciesMeta ?? {})
+      .filter(([, meta]) => meta.optional === true)
+      .map(([name]) => name);
+    for (const name of optionalPeers) assert.ok(manifest.peerDependencies?.[name] !== undefined, `${name} is optional but not a peer dependency`);
+    assert.deepEqual(optionalPeers.filter((name) => !all.includes(name)), [], 'an optional peer that dist/ does not import');
+    const imported = all.filter((name) => !optionalPeers.includes(name));
     assert.deepEqual(Object.keys(manifest.dependencies ?? {}).sort(), imported);
     const ls = JSON.parse(npm(['ls', '--omit=dev', '--all', '--json'], project)) as LsNode;
     const runtime = [...treeNames(ls)].filter((name) => name !== 'matrix-egress').sort();

@@ -17,16 +17,9 @@ import {
   type RecordingProxy,
   type TestOrigin,
 } from '../../src/testing/index.js';
+import { withDispatcher } from '../support/builtin-fetch.js';
 
 const TIMEOUT = { timeout: 20_000 };
-
-/**
- * The global fetch's `RequestInit.dispatcher` is typed with the undici-types of @types/node, not with
- * the undici we depend on; at run time any object with `dispatch()` is accepted, which is the point.
- */
-function withDispatcher(init: RequestInit, dispatcher: object): RequestInit {
-  return Object.assign({}, init, { dispatcher });
-}
 
 describe(`Node ${process.version}'s built-in fetch with matrix-egress dispatchers`, TIMEOUT, () => {
   let proxy: RecordingProxy;
