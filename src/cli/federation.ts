@@ -12,6 +12,7 @@ import type { FederationResolution } from '../federation/resolver.js';
 import { bracketHost, parseServerName } from '../federation/server-name.js';
 import type { RouteDecision } from '../policy/route.js';
 import { parseCommandArgs, UsageError } from './args.js';
+import { CONFIG_FLAGS, CONFIG_USAGE, configOptions } from './config-options.js';
 import { EXIT, formatRows, type CliIo } from './output.js';
 
 /** Exit codes of `federation`: 1 when discovery or the key request failed. */
@@ -22,7 +23,7 @@ export const KEY_PATH = '/_matrix/key/v2/server';
 
 /** Help text of the command. */
 export const usage = `Usage: matrix-egress federation <server_name> [--json] [--timeout <seconds>]
-                                [--ca <file>]
+                                [--ca <file>] [--config <file>] [--strict-no-proxy]
 
 Resolve a Matrix server name the way the library does for federation (Matrix
 server-server API, "Resolving server names") and print each step: the
@@ -40,9 +41,10 @@ Options:
                         option does (added to the system CAs)
   --json                print one JSON report instead, and nothing else
   -h, --help            show this help
+${CONFIG_USAGE}
 
 Proxy settings come from https_proxy and no_proxy (federation uses the https
-proxy only). Exit status: 0 when the key request answered 200, 1 when
+proxy only), or from the configuration file. Exit status: 0 when the key request answered 200, 1 when
 discovery or the request failed, 2 for a usage error.
 `;
 
@@ -70,7 +72,7 @@ export function run(argv: readonly string[], io: CliIo): Promise<number> {
 export async function runFederation(argv: readonly string[], io: CliIo, extra: EgressOptions = {}): Promise<number> {
   const args = parseCommandArgs(argv, {
     command: 'federation',
-    flags: { json: { type: 'boolean' }, timeout: { type: 'string' }, ca: { type: 'string' } },
+    flags: { json: { type: 'boolean' }, timeout: { type: 'string' }, ca: { type: 'string' }, ...CONFIG_FLAGS },
     required: ['server_name'],
   });
   if (args.help) {
@@ -82,7 +84,9 @@ export async function runFederation(argv: readonly string[], io: CliIo, extra: E
   const serverName = args.positionals.server_name;
   // A bad name is a usage error (exit 2), like a bad URL for the other commands.
   parseServerName(serverName);
-  const egress = createEgress({ env: io.env, ...(ca !== undefined && { ca }), ...extra });
+  // The file's settings (proxies, rules, federation cache) as the homeserver sees them; `--ca`
+  // and what a test injects win per key, as code options win over a file.
+  const egress = createEgress({ ...configOptions(args.flags, io), ...(ca !== undefined && { ca }), ...extra });
   const json = args.flags.json === true;
   const out = (text: string): void => {
     if (!json) io.stdout.write(text);

@@ -1,6 +1,9 @@
 // `matrix-egress federation <server_name>`: in-process against a loopback "internet" (host map, SRV
 // table), and the built bin for usage errors.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { runFederation, type FederationReport } from '../../src/cli/federation.js';
@@ -82,6 +85,25 @@ describe('matrix-egress federation', { skip }, () => {
     assert.equal(report.check.keyServerName, 'example.test');
   });
 
+  it('--config: the proxy of the configuration file carries discovery and the key request', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'federation-config-'));
+    try {
+      const file = join(folder, 'egress.json');
+      writeFileSync(file, JSON.stringify({ httpsProxy: proxy.url, federation: { wellKnownTimeout: 5000 } }));
+      proxy.clear();
+      // No proxy variable at all: only the file names the proxy.
+      const run = capture({});
+      const status = await runFederation(['example.test', '--json', '--config', file], run.io, { ...options(), ca: net.ca.cert });
+      assert.equal(status, 0, run.stdout() + run.stderr());
+      const report = JSON.parse(run.stdout()) as FederationReport;
+      assert.equal(report.wellKnownRoute?.route, 'proxy');
+      assert.match(report.wellKnownRoute.reason, /config file/);
+      assert.deepEqual(proxy.calls().map((call) => call.target), ['example.test:443', 'target.example.test:8450']);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   it('an untrusted .well-known is not used; a failing request exits 1 with the reason', async () => {
     const run = capture({});
     // Without the test CA the server certificate is not trusted.
@@ -99,6 +121,20 @@ describe('matrix-egress federation (bin)', () => {
     assert.equal(run.status, 2);
     assert.equal(run.stdout, '');
     assert.match(run.stderr, /^matrix-egress: Invalid Matrix server name "bad name!": [^\n]+\n$/);
+  });
+
+  it('--config with a bad file is a configuration error: exit 2, naming the JSON path', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'federation-config-'));
+    try {
+      const file = join(folder, 'egress.json');
+      writeFileSync(file, JSON.stringify({ federation: { cacheSize: -1 } }));
+      const run = runBin(['federation', 'example.test', '--config', file]);
+      assert.equal(run.status, 2, run.stdout + run.stderr);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /federation\.cacheSize/);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('--help describes the command; a missing argument is a usage error', () => {
