@@ -67,8 +67,9 @@ export interface ExplainBlocklistJson {
   /**
    * `blocked`: an IP-literal URL in a blocklisted range; the request is refused before it is sent.
    * `allowed`: an IP-literal URL the blocklist lets through. `after-dns`: a host name on a direct
-   * route, checked on the addresses it resolves to. `not-checked`: the type is not checked, or a
-   * host name goes to the proxy (which resolves it).
+   * route or through a `socks5://` proxy (resolved locally), checked on the addresses it resolves
+   * to. `not-checked`: the type is not checked, or a host name goes to an http(s) or `socks5h://`
+   * proxy (which resolves it).
    */
   readonly verdict: 'blocked' | 'allowed' | 'after-dns' | 'not-checked';
   /** The blocklist range that refuses the address, when `blocked`. */
@@ -144,8 +145,10 @@ export function run(argv: readonly string[], io: CliIo): number {
 /** The verdict of the IP blocklist for this request, as the egress would apply it. */
 function blocklistVerdict(config: EgressConfig, checked: boolean, target: Target | undefined, decision: RouteDecision): ExplainBlocklistJson {
   if (!checked || target === undefined) return { verdict: 'not-checked', range: null };
-  // IP-literal URLs are checked whatever the route; names only on a direct route, after DNS.
-  if (target.ip === undefined) return { verdict: decision.route === 'direct' ? 'after-dns' : 'not-checked', range: null };
+  // IP-literal URLs are checked whatever the route; names after DNS on a direct route and through a
+  // socks5:// proxy, which we resolve for (only http(s) proxies and socks5h:// resolve names themselves).
+  const resolvedHere = decision.route === 'direct' || decision.proxy?.protocol === 'socks5:';
+  if (target.ip === undefined) return { verdict: resolvedHere ? 'after-dns' : 'not-checked', range: null };
   const blocked = config.ipFilter.check(target.host);
   return blocked === undefined ? { verdict: 'allowed', range: null } : { verdict: 'blocked', range: blocked.range?.entry ?? null };
 }

@@ -45,6 +45,15 @@ describe('matrix-egress explain and env with proxyRules from --config', () => {
     assert.ok(!run.stdout.includes(SECRET) && !run.stdout.includes('tor:'));
   });
 
+  it('explain --json: a name through socks5:// is checked after DNS (resolved here), through socks5h:// it is not', () => {
+    const viaSocks5 = runBin(['explain', 'federation', 'https://abc.example/', '--json'], { https_proxy: 'socks5://127.0.0.1:1080' });
+    assert.equal(viaSocks5.status, 0, viaSocks5.stderr);
+    assert.deepEqual((JSON.parse(viaSocks5.stdout) as { ipBlocklist: unknown }).ipBlocklist, { verdict: 'after-dns', range: null });
+    const viaSocks5h = runBin(['explain', 'federation', 'https://abc.example/', '--json'], { https_proxy: 'socks5h://127.0.0.1:1080' });
+    assert.equal(viaSocks5h.status, 0, viaSocks5h.stderr);
+    assert.deepEqual((JSON.parse(viaSocks5h.stdout) as { ipBlocklist: unknown }).ipBlocklist, { verdict: 'not-checked', range: null });
+  });
+
   it('explain: a direct rule and the scheme proxy for everything else', () => {
     const direct = JSON.parse(runBin(['explain', 'push', 'https://api.partner.example/', '--json', '--config', config], env).stdout) as Record<string, unknown>;
     assert.equal(direct.route, 'direct');
