@@ -52,7 +52,12 @@ install_dante() {
   if ! apt-cache show "${PACKAGES[@]}" >/dev/null 2>&1; then
     as_root apt-get update -qq
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+  # A package list that is present but stale names versions the mirror no longer has: refresh it
+  # and try once more.
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+  fi
   have_all || { echo "dante: install finished but danted or libnss_wrapper.so is missing" >&2; exit 1; }
   echo "dante: installed ($(describe))"
 }

@@ -48,7 +48,12 @@ install_squid() {
   if ! apt-cache show squid >/dev/null 2>&1; then
     as_root apt-get update -qq
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null
+  # A package list that is present but stale names versions the mirror no longer has: refresh it
+  # and try once more.
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null
+  fi
   have_squid || { echo "squid: the install finished but squid or $NCSA_HELPER is missing" >&2; exit 1; }
   echo "squid: installed ($(squid_version))"
 }
