@@ -23,7 +23,7 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { md5Crypt } from './md5-crypt.js';
-import { freePort, hostsFile, killChild } from './squid.js';
+import { freePort, hostsFile, killChild, stopChild } from './squid.js';
 
 /** Options for {@link startDante}. A port on 127.0.0.1 is always opened. */
 export interface StartDanteOptions {
@@ -451,14 +451,7 @@ async function launch(options: StartDanteOptions): Promise<DanteInstance> {
         stopping ??= (async () => {
           // Its children are remembered first: after a SIGKILL they lose their parent and must be reaped by PID.
           const children = childProcesses(pid);
-          if (!state.exited) {
-            killChild(child, stopOptions.force === true ? 'SIGKILL' : 'SIGTERM');
-            const timer = setTimeout(() => {
-              killChild(child, 'SIGKILL');
-            }, STOP_GRACE_MS);
-            await exited;
-            clearTimeout(timer);
-          }
+          await stopChild(child, state, exited, stopOptions.force === true, STOP_GRACE_MS);
           await reap(children, STOP_GRACE_MS);
           finalLog = await rawLog();
           await rm(dir, { recursive: true, force: true });

@@ -504,14 +504,7 @@ async function launch(options: StartSquidOptions, binary: string): Promise<Squid
 
     const stop = async (stopOptions: { readonly force?: boolean } = {}): Promise<void> => {
       stopping ??= (async () => {
-        if (!state.exited) {
-          killChild(child, stopOptions.force === true ? 'SIGKILL' : 'SIGTERM');
-          const timer = setTimeout(() => {
-            killChild(child, 'SIGKILL');
-          }, STOP_GRACE_MS);
-          await exited;
-          clearTimeout(timer);
-        }
+        await stopChild(child, state, exited, stopOptions.force === true, STOP_GRACE_MS);
         removeShm(service);
         finalLog = await accessLog();
         await rm(dir, { recursive: true, force: true });
@@ -545,6 +538,26 @@ async function launch(options: StartSquidOptions, binary: string): Promise<Squid
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Stop our own child by PID: SIGTERM (SIGKILL when `force`), then SIGKILL if it is still running after
+ * `graceMs`. Resolves once it has exited; at once if it already has.
+ */
+export async function stopChild(
+  child: ChildProcess,
+  state: { readonly exited: boolean },
+  exited: Promise<void>,
+  force: boolean,
+  graceMs: number,
+): Promise<void> {
+  if (state.exited) return;
+  killChild(child, force ? 'SIGKILL' : 'SIGTERM');
+  const timer = setTimeout(() => {
+    killChild(child, 'SIGKILL');
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Signal our own child by PID; it may already be gone. */
