@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
-import { request, Dispatcher } from 'undici';
+import { Dispatcher } from 'undici';
 import { createEgress, createUnobservedEgress, type Egress } from '../src/egress.js';
 import { RoutingDispatcher, type RoutedChild } from '../src/dispatch/routing-dispatcher.js';
 import { EGRESS_CHANNELS } from '../src/observability/channels.js';
@@ -28,6 +28,7 @@ import { targetFromUrl } from '../src/match/target.js';
 import { registerEgressMetrics } from '../src/prometheus/index.js';
 import type { OriginChildReady } from './origin-child.js';
 import { formatNumber, median } from './stats.js';
+import { batch, viaFetch, viaRequest, type Get } from './request-loop.js';
 
 const WARMUP = 300;
 const BATCH = 100;
@@ -58,32 +59,6 @@ export interface MicroFigure {
   readonly variant: ObservabilityVariant;
   readonly cpuNanos: number;
   readonly rounds: number;
-}
-
-type Get = (url: string) => Promise<void>;
-
-const viaRequest =
-  (dispatcher: Dispatcher): Get =>
-  async (url) => {
-    const { statusCode, body } = await request(url, { dispatcher });
-    await body.arrayBuffer();
-    if (statusCode !== 200) throw new Error(`status ${String(statusCode)}`);
-  };
-
-const viaFetch =
-  (egress: Egress): Get =>
-  async (url) => {
-    const response = await egress.fetch('push', url);
-    await response.arrayBuffer();
-    if (response.status !== 200) throw new Error(`status ${String(response.status)}`);
-  };
-
-async function batch(get: Get, url: string, count: number): Promise<{ cpu: number; wall: number }> {
-  const cpu0 = process.cpuUsage();
-  const started = performance.now();
-  for (let i = 0; i < count; i++) await get(url);
-  const cpu = process.cpuUsage(cpu0);
-  return { cpu: (cpu.user + cpu.system) / count, wall: ((performance.now() - started) * 1000) / count };
 }
 
 /** What the subscriber variant's listener last received: it keeps each payload, as a real subscriber would use it. */
@@ -119,7 +94,7 @@ export async function runObservabilityBench(log: (line: string) => void = () => 
   const workloads: readonly { name: string; url: string; get: (egress: Egress) => Get }[] = [
     { name: 'http request', url: `${ready.http}/small`, get: (egress) => viaRequest(egress.dispatcher('push')) },
     { name: 'https request', url: `${ready.https}/small`, get: (egress) => viaRequest(egress.dispatcher('push')) },
-    { name: 'http fetch', url: `${ready.http}/small`, get: viaFetch },
+    { name: 'http fetch', url: `${ready.http}/small`, get: (egress) => viaFetch((url) => egress.fetch('push', url)) },
   ];
   try {
     for (const workload of workloads) {

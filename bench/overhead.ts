@@ -12,10 +12,11 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Agent, fetch, request, type Dispatcher, type Response as UndiciResponse } from 'undici';
+import { Agent, fetch } from 'undici';
 import { createEgress } from '../src/index.js';
 import type { OriginChildReady } from './origin-child.js';
 import { formatNumber, formatRatio, median } from './stats.js';
+import { batch, viaFetch, viaRequest, type Get } from './request-loop.js';
 
 const WARMUP = 300;
 const BATCH = 400;
@@ -32,32 +33,6 @@ export interface OverheadFigure {
   /** Median wall-clock µs per request. */
   readonly wallMicros: number;
   readonly batches: number;
-}
-
-type Get = (url: string) => Promise<void>;
-
-const viaRequest =
-  (dispatcher: Dispatcher): Get =>
-  async (url) => {
-    const { statusCode, body } = await request(url, { dispatcher });
-    await body.arrayBuffer();
-    if (statusCode !== 200) throw new Error(`status ${String(statusCode)}`);
-  };
-
-const viaFetch =
-  (go: (url: string) => Promise<UndiciResponse>): Get =>
-  async (url) => {
-    const response = await go(url);
-    await response.arrayBuffer();
-    if (response.status !== 200) throw new Error(`status ${String(response.status)}`);
-  };
-
-async function batch(get: Get, url: string, count: number): Promise<{ cpu: number; wall: number }> {
-  const cpu0 = process.cpuUsage();
-  const started = performance.now();
-  for (let i = 0; i < count; i++) await get(url);
-  const cpu = process.cpuUsage(cpu0);
-  return { cpu: (cpu.user + cpu.system) / count, wall: ((performance.now() - started) * 1000) / count };
 }
 
 /** Run the pairs; the origins run in a child process. */
