@@ -18,11 +18,10 @@
 # Works as root (CI) or through sudo when not root.
 set -euo pipefail
 
-PACKAGES=(dante-server libnss-wrapper)
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+PACKAGES=(dante-server libnss-wrapper)
 
 find_danted() {
   command -v danted 2>/dev/null || { [ -x /usr/sbin/danted ] && echo /usr/sbin/danted; } || return 1
@@ -49,15 +48,7 @@ install_dante() {
     echo "dante: already installed ($(describe))"
     return 0
   fi
-  if ! apt-cache show "${PACKAGES[@]}" >/dev/null 2>&1; then
-    as_root apt-get update -qq
-  fi
-  # A package list that is present but stale names versions the mirror no longer has: refresh it
-  # and try once more.
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
-  fi
+  apt_install dante "Dante (danted) and nss_wrapper (Debian/Ubuntu packages: ${PACKAGES[*]})" "${PACKAGES[@]}"
   have_all || { echo "dante: install finished but danted or libnss_wrapper.so is missing" >&2; exit 1; }
   echo "dante: installed ($(describe))"
 }

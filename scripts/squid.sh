@@ -13,6 +13,9 @@
 set -euo pipefail
 
 NCSA_HELPER=/usr/lib/squid/basic_ncsa_auth
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
+
 WHAT_TO_INSTALL="Squid 5 or newer with its basic_ncsa_auth helper at $NCSA_HELPER (Debian/Ubuntu package: squid)"
 
 have_squid() {
@@ -23,37 +26,12 @@ squid_version() {
   "$(command -v squid || echo /usr/sbin/squid)" -v | head -n 1
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    echo "squid: installing needs root, and sudo is not available; as root, install $WHAT_TO_INSTALL" >&2
-    exit 1
-  fi
-}
-
 install_squid() {
   if have_squid; then
     echo "squid: already installed ($(squid_version))"
     return 0
   fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "squid: apt-get not found, so this script cannot install Squid here." >&2
-    echo "squid: install $WHAT_TO_INSTALL with your system's package manager, then run the tests again." >&2
-    echo "squid: (npm run test:unit needs no Squid.)" >&2
-    exit 1
-  fi
-  if ! apt-cache show squid >/dev/null 2>&1; then
-    as_root apt-get update -qq
-  fi
-  # A package list that is present but stale names versions the mirror no longer has: refresh it
-  # and try once more.
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null
-  fi
+  apt_install squid "$WHAT_TO_INSTALL" squid
   have_squid || { echo "squid: the install finished but squid or $NCSA_HELPER is missing" >&2; exit 1; }
   echo "squid: installed ($(squid_version))"
 }
